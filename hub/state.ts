@@ -1,0 +1,184 @@
+// The hub's revisioned state: the kept keys at `revision`, the delta history, and the
+// encoded frames agents are sent. Each delta is encoded exactly once here; the fan-out
+// sends those same bytes to every agent.
+import { encodeFrame, type DeltaFrame, type SnapshotFrame } from '../shared/protocol.js';
+import { DeltaHistory } from './history.js';
+import type { RevisionChange } from './store/types.js';
+
+export interface HubStateOptions {
+  /** Keeps only keys the agents' API reads (see keyRangeFilter). */
+  keep: (key: string) => boolean;
+  historyMaxCount: number;
+  historyMaxBytes: number;
+  /** Snapshot frames are cut at about this many bytes of keys+values so no frame is huge. */
+  snapshotChunkBytes?: number;
+}
+
+export interface StateListener {
+  /** A new delta; `frame` is the encoded DeltaFrame. */
+  onDelta(frame: Buffer, prev: number, rev: number): void;
+  /** The revision moved without a change to kept keys, or the stale flag flipped. */
+  onProgress(rev: number, stale: boolean): void;
+}
+
+export class HubState {
+  readonly entries = new Map<string, string>();
+  /** The state is complete up to this revision (0 = nothing loaded yet). */
+  revision = 0;
+  /**
+   * The revision of the last change to the kept keys (<= revision). A delta's `prev` is this,
+   * not `revision`: the state at any r in [lastChangeRev, revision] is the same, so an agent
+   * that learnt `revision` from a progress frame can still apply the next delta, and the
+   * history stays one unbroken chain.
+   */
+  lastChangeRev = 0;
+  /** True while the hub cannot reach its store: agents keep being served, marked stale. */
+  stale = true;
+  loaded = false;
+  readonly history: DeltaHistory;
+  private listener?: StateListener;
+  private snapshotCache?: { rev: number; frames: Buffer[] };
+  private readonly keep: (key: string) => boolean;
+  private readonly snapshotChunkBytes: number;
+  /** Counters for metrics. */
+  deltasPublished = 0;
+
+  constructor(opts: HubStateOptions) {
+    this.keep = opts.keep;
+    this.history = new DeltaHistory(opts.historyMaxCount, opts.historyMaxBytes);
+    this.snapshotChunkBytes = opts.snapshotChunkBytes ?? 512 * 1024;
+  }
+
+  setListener(listener: StateListener): void { this.listener = listener; }
+
+  setStale(stale: boolean): void {
+    if (this.stale === stale) return;
+    this.stale = stale;
+    this.listener?.onProgress(this.revision, stale);
+  }
+
+  /** Applies one store revision. Keys outside the kept ranges and no-op writes are dropped. */
+  apply(change: RevisionChange): void {
+    if (change.revision <= this.revision) return; // already have it (e.g. replayed after a re-list)
+    const puts: Array<[string, string]> = [];
+    const dels: string[] = [];
+    const deleted = new Set<string>();
+    for (const key of change.dels) {
+      if (this.entries.has(key) && this.keep(key)) { dels.push(key); deleted.add(key); }
+    }
+    if (change.delTrees) {
+      for (const root of change.delTrees) {
+        const under = root.endsWith('/') ? root : root + '/';
+        for (const key of this.entries.keys()) {
+          if ((key === root || key.startsWith(under)) && !deleted.has(key)) { dels.push(key); deleted.add(key); }
+        }
+      }
+    }
+    for (const [key, value] of change.puts) {
+      if (!this.keep(key)) continue;
+      if (this.entries.get(key) === value && !deleted.has(key)) continue;
+      puts.push([key, value]);
+    }
+    // A key both deleted and put in one revision ends up put.
+    const putKeys = new Set(puts.map(([k]) => k));
+    const finalDels = putKeys.size ? dels.filter((k) => !putKeys.has(k)) : dels;
+    this.commit(change.revision, puts, finalDels);
+  }
+
+  /** The store said nothing kept changed up to `rev`. */
+  advance(rev: number): void {
+    if (rev <= this.revision) return;
+    this.revision = rev;
+    this.listener?.onProgress(rev, this.stale);
+  }
+
+  /**
+   * Replaces the whole state with a fresh list (first load, or after the watch lost history)
+   * and publishes the difference as one delta, so agents need no snapshot for it.
+   */
+  replaceAll(revision: number, kvs: Iterable<[string, string]>): void {
+    const next = new Map<string, string>();
+    for (const [k, v] of kvs) if (this.keep(k)) next.set(k, v);
+    if (!this.loaded) {
+      for (const [k, v] of next) this.entries.set(k, v);
+      this.revision = revision;
+      this.lastChangeRev = revision;
+      this.loaded = true;
+      this.snapshotCache = undefined;
+      this.listener?.onProgress(revision, this.stale);
+      return;
+    }
+    const puts: Array<[string, string]> = [];
+    const dels: string[] = [];
+    for (const [k, v] of next) if (this.entries.get(k) !== v) puts.push([k, v]);
+    for (const k of this.entries.keys()) if (!next.has(k)) dels.push(k);
+    if (revision <= this.revision) {
+      // Same or older revision: nothing newer to tell (a list can't be older than what we
+      // watched unless etcd was restored from a backup, which only a snapshot can fix).
+      if (puts.length || dels.length) this.resetTo(revision, next);
+      return;
+    }
+    this.commit(revision, puts, dels);
+  }
+
+  /**
+   * The delta frames that bring an agent at `rev` to the current state: [] when it is current
+   * already, null when the history does not reach back that far (it needs a snapshot).
+   */
+  framesAfter(rev: number): Buffer[] | null {
+    if (rev >= this.lastChangeRev) return [];
+    if (this.history.newestRev !== this.lastChangeRev) return null;
+    return this.history.framesAfter(rev);
+  }
+
+  /** The snapshot frames of the current state, encoded once per revision and shared. */
+  snapshotFrames(): { rev: number; frames: Buffer[] } {
+    if (this.snapshotCache?.rev === this.revision) return this.snapshotCache;
+    const frames: Buffer[] = [];
+    let puts: Array<[string, string]> = [];
+    let size = 0;
+    const flush = (last: boolean) => {
+      const frame: SnapshotFrame = { t: 'snap', rev: this.revision, part: frames.length, last, puts, stale: this.stale };
+      frames.push(encodeFrame(frame));
+      puts = [];
+      size = 0;
+    };
+    for (const [k, v] of this.entries) {
+      puts.push([k, v]);
+      size += k.length + v.length;
+      if (size >= this.snapshotChunkBytes) flush(false);
+    }
+    flush(true);
+    this.snapshotCache = { rev: this.revision, frames };
+    return this.snapshotCache;
+  }
+
+  private commit(rev: number, puts: Array<[string, string]>, dels: string[]): void {
+    if (puts.length === 0 && dels.length === 0) {
+      this.advance(rev);
+      return;
+    }
+    for (const k of dels) this.entries.delete(k);
+    for (const [k, v] of puts) this.entries.set(k, v);
+    const prev = this.lastChangeRev;
+    const frame: DeltaFrame = { t: 'delta', prev, rev, puts, dels };
+    const bytes = encodeFrame(frame);
+    this.revision = rev;
+    this.lastChangeRev = rev;
+    this.snapshotCache = undefined;
+    this.history.push({ prev, rev, frame: bytes });
+    this.deltasPublished++;
+    this.listener?.onDelta(bytes, prev, rev);
+  }
+
+  /** Drops history and replaces the state; agents are sent a snapshot on their next resume. */
+  private resetTo(rev: number, next: Map<string, string>): void {
+    this.entries.clear();
+    for (const [k, v] of next) this.entries.set(k, v);
+    this.revision = rev;
+    this.lastChangeRev = rev;
+    this.history.clear();
+    this.snapshotCache = undefined;
+    this.listener?.onProgress(rev, this.stale);
+  }
+}

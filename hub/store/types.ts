@@ -1,0 +1,58 @@
+// The store interface (DESIGN.md, Data flow 1): list a prefix at a revision, then watch the
+// prefix after that revision, with changes grouped by revision and a distinct "history lost"
+// signal. Backends: etcd v3 (default), etcd v2 keys API, and an in-memory store.
+
+/** Everything one store revision changed under the watched prefix: one etcd transaction = one change. */
+export interface RevisionChange {
+  revision: number;
+  puts: Array<[string, string]>;
+  /** Exact keys that were deleted. */
+  dels: string[];
+  /**
+   * Subtrees that were deleted (etcd v2 directory delete or TTL expiry): the key itself and
+   * every key under `key + "/"`. Never a plain string-prefix delete (API.md §11 item 1).
+   */
+  delTrees?: string[];
+}
+
+export interface ListResult {
+  revision: number;
+  kvs: Array<[string, string]>;
+}
+
+export interface WatchHandlers {
+  /** Changes after the start revision, in ascending revision order, never split inside a revision. */
+  onChanges(changes: RevisionChange[]): void;
+  /** The store says nothing changed under the prefix up to `revision`. */
+  onProgress(revision: number): void;
+  /**
+   * The watch can no longer deliver every change (compacted, canceled, ended, index cleared).
+   * The owner must list again and work out the difference. The watch is dead after this.
+   */
+  onLost(reason: string): void;
+  /** Connection trouble that the backend is retrying by itself; state should be marked stale. */
+  onDisconnected(reason: string): void;
+  /** The backend is connected again after onDisconnected. */
+  onReconnected(): void;
+}
+
+export interface StoreWatch {
+  cancel(): Promise<void>;
+}
+
+export interface Store {
+  /** A short name for logs and /debug, e.g. "etcd3 http://127.0.0.1:2379". */
+  readonly description: string;
+  /**
+   * Lists the prefix at the current revision, or at `atRevision` when given (a historical
+   * read; throws CompactedError when that revision is no longer available).
+   */
+  list(prefix: string, atRevision?: number): Promise<ListResult>;
+  /** The store's current revision (cheap). */
+  currentRevision(): Promise<number>;
+  watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Promise<StoreWatch>;
+  close(): Promise<void>;
+}
+
+/** A historical read or watch asked for a revision the store no longer has. */
+export class CompactedError extends Error {}

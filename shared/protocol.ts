@@ -1,0 +1,124 @@
+// The wire protocol between hub and agent: binary msgpack frames over a WebSocket.
+//
+// Every frame is a plain msgpack map with a one-letter-ish type tag `t`. We
+// deliberately use msgpackr WITHOUT its record/structure extension: a frame is
+// encoded once and the same bytes go to every agent, so no frame may depend on
+// structures defined earlier in a particular connection (DESIGN.md, Known traps).
+//
+// Revisions are etcd revisions (v3) or etcd indexes (v2). They stay well below
+// 2^53, so a JS number carries them exactly.
+import { Packr } from 'msgpackr';
+
+export const PROTOCOL_VERSION = 1;
+
+/** agent → hub, first frame on a connection. `rev` is the agent's revision (0 = nothing). */
+export interface HelloFrame { t: 'hello'; v: number; node: string; rev: number }
+
+/**
+ * hub → agent: the whole state at `rev`, in parts. Parts of one snapshot share `rev`;
+ * `part` counts from 0 and `last` marks the final one. The agent swaps its state only
+ * when the last part arrived, so a connection lost mid-snapshot changes nothing.
+ */
+export interface SnapshotFrame { t: 'snap'; rev: number; part: number; last: boolean; puts: Array<[string, string]>; stale: boolean }
+
+/**
+ * hub → agent: everything that changed after `prev` up to and including `rev`.
+ * An agent at revision r may apply it when prev <= r < rev; prev > r means a gap.
+ */
+export interface DeltaFrame { t: 'delta'; prev: number; rev: number; puts: Array<[string, string]>; dels: string[] }
+
+/** hub → agent: heartbeat. The hub's state is complete up to `rev`; `stale` = hub lost etcd. */
+export interface ProgressFrame { t: 'prog'; rev: number; stale: boolean }
+
+/** hub → agent: please reconnect elsewhere (or here again) after `afterMs`. Sent on graceful shutdown. */
+export interface MoveFrame { t: 'move'; afterMs: number; reason: string }
+
+/** either direction: a fatal problem; the sender closes the connection after it. */
+export interface ErrorFrame { t: 'err'; code: string; msg: string }
+
+export type HubFrame = SnapshotFrame | DeltaFrame | ProgressFrame | MoveFrame | ErrorFrame;
+export type AgentFrame = HelloFrame;
+export type Frame = HubFrame | AgentFrame;
+
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, bundleStrings: false });
+
+export function encodeFrame(frame: Frame): Buffer {
+  return packr.pack(frame);
+}
+
+export class ProtocolError extends Error {
+  constructor(readonly code: string, message: string) { super(message); }
+}
+
+/** Decodes and validates a frame. Throws ProtocolError on anything malformed. */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  let value: unknown;
+  try {
+    value = packr.unpack(bytes);
+  } catch (err) {
+    throw new ProtocolError('bad_frame', `undecodable msgpack frame: ${(err as Error).message}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ProtocolError('bad_frame', 'frame is not a map');
+  }
+  const f = value as Record<string, unknown>;
+  switch (f.t) {
+    case 'hello':
+      if (typeof f.v !== 'number' || typeof f.node !== 'string' || !isRevision(f.rev)) break;
+      return f as unknown as HelloFrame;
+    case 'snap':
+      if (!isRevision(f.rev) || typeof f.part !== 'number' || typeof f.last !== 'boolean' || !isPairs(f.puts)) break;
+      return f as unknown as SnapshotFrame;
+    case 'delta':
+      if (!isRevision(f.prev) || !isRevision(f.rev) || !isPairs(f.puts) || !isStrings(f.dels)) break;
+      return f as unknown as DeltaFrame;
+    case 'prog':
+      if (!isRevision(f.rev)) break;
+      return f as unknown as ProgressFrame;
+    case 'move':
+      if (typeof f.afterMs !== 'number') break;
+      return f as unknown as MoveFrame;
+    case 'err':
+      if (typeof f.code !== 'string' || typeof f.msg !== 'string') break;
+      return f as unknown as ErrorFrame;
+    default:
+      throw new ProtocolError('bad_frame', `unknown frame type ${JSON.stringify(f.t)}`);
+  }
+  throw new ProtocolError('bad_frame', `malformed ${String(f.t)} frame`);
+}
+
+function isRevision(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function isStrings(v: unknown): v is string[] {
+  if (!Array.isArray(v)) return false;
+  for (const s of v) if (typeof s !== 'string') return false;
+  return true;
+}
+
+function isPairs(v: unknown): v is Array<[string, string]> {
+  if (!Array.isArray(v)) return false;
+  for (const p of v) {
+    if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string' || typeof p[1] !== 'string') return false;
+  }
+  return true;
+}
+
+/** The etcd key ranges the agents' API reads (DESIGN.md, Data flow 2). Everything else under /lain is not forwarded. */
+export const API_KEY_RANGES = [
+  'config/',
+  'deployd/pod_groups/',
+  'deployd/depends/pods/',
+  'nodes/nodes/',
+] as const;
+
+/** Returns a filter for full etcd keys under `prefix` (e.g. "/lain/") that keeps only the API's ranges. */
+export function keyRangeFilter(prefix: string): (key: string) => boolean {
+  const base = prefix.endsWith('/') ? prefix : prefix + '/';
+  const ranges = API_KEY_RANGES.map((r) => base + r);
+  return (key) => {
+    for (const r of ranges) if (key.startsWith(r)) return true;
+    return false;
+  };
+}

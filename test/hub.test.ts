@@ -1,0 +1,214 @@
+// The hub on the in-memory store with fake agents (raw WebSocket clients): the protocol,
+// resume, rogue clients and slow consumers. The real-etcd path is in the integration tests.
+import test from 'ava';
+import WebSocket from 'ws';
+import { pack } from 'msgpackr';
+import { startHub, type Hub } from '../hub/hub.js';
+import { MemoryStore } from '../hub/store/memory.js';
+import { decodeFrame, encodeFrame, type HubFrame } from '../shared/protocol.js';
+import { silentLogger } from '../shared/log.js';
+
+async function hubOn(store: MemoryStore, over: Partial<Parameters<typeof startHub>[0]> = {}): Promise<Hub> {
+  const hub = await startHub({
+    store, prefix: '/lain/', host: '127.0.0.1', port: 0,
+    historyMaxCount: 100, historyMaxBytes: 1 << 20, maxBackpressure: 1 << 20, progressIntervalMs: 200, ...over,
+  }, silentLogger);
+  await hub.ready;
+  return hub;
+}
+
+class FakeAgent {
+  frames: HubFrame[] = [];
+  closed?: { code: number; reason: string };
+  readonly ws: WebSocket;
+  private waiters: Array<() => void> = [];
+
+  constructor(port: number, hello?: object | Buffer | string) {
+    this.ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+    this.ws.on('open', () => {
+      if (hello === undefined) return;
+      if (typeof hello === 'string' || Buffer.isBuffer(hello)) this.ws.send(hello);
+      else this.ws.send(encodeFrame(hello as never));
+    });
+    this.ws.on('message', (data: Buffer) => { this.frames.push(decodeFrame(data) as HubFrame); this.poke(); });
+    this.ws.on('close', (code, reason) => { this.closed = { code, reason: reason.toString() }; this.poke(); });
+    this.ws.on('error', () => {});
+  }
+
+  private poke() { for (const w of this.waiters.splice(0)) w(); }
+
+  async until(pred: () => boolean, ms = 3000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error(`timed out; frames: ${JSON.stringify(this.frames.map((f) => f.t))} closed: ${JSON.stringify(this.closed)}`);
+      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 50); });
+    }
+  }
+
+  of<T extends HubFrame['t']>(t: T): Array<Extract<HubFrame, { t: T }>> {
+    return this.frames.filter((f) => f.t === t) as Array<Extract<HubFrame, { t: T }>>;
+  }
+}
+
+const seed = { '/lain/config/domain': 'lain.local', '/lain/config/vip': '10.0.0.1', '/lain/deployd/depends/specs/x': 'not forwarded' };
+
+test('a new agent gets a snapshot of the kept keys, then live deltas; a transaction is one delta', async (t) => {
+  const store = new MemoryStore(seed);
+  const hub = await hubOn(store);
+  const a = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: 0 });
+  await a.until(() => a.of('prog').length > 0);
+  const snap = a.of('snap');
+  t.is(snap.length, 1);
+  t.true(snap[0]!.last);
+  t.deepEqual(Object.fromEntries(snap[0]!.puts), { '/lain/config/domain': 'lain.local', '/lain/config/vip': '10.0.0.1' });
+  const rev = store.txn([['/lain/config/a', '1'], ['/lain/config/b', '2']], ['/lain/config/vip']);
+  await a.until(() => a.of('delta').length > 0);
+  const d = a.of('delta')[0]!;
+  t.is(d.rev, rev);
+  t.is(d.prev, snap[0]!.rev);
+  t.deepEqual(d.puts, [['/lain/config/a', '1'], ['/lain/config/b', '2']]);
+  t.deepEqual(d.dels, ['/lain/config/vip']);
+  a.ws.close();
+  await hub.stop();
+});
+
+test('writes outside the API key ranges and no-op writes publish no delta', async (t) => {
+  const store = new MemoryStore(seed);
+  const hub = await hubOn(store);
+  const a = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: 0 });
+  await a.until(() => a.of('prog').length > 0);
+  store.put('/lain/deployd/depends/specs/x', 'changed');
+  store.put('/lain/config/domain', 'lain.local');
+  const last = store.put('/lain/config/domain', 'other');
+  await a.until(() => a.of('delta').length > 0);
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(a.of('delta').length, 1);
+  t.is(a.of('delta')[0]!.rev, last);
+  t.is(hub.state.deltasPublished, 1);
+  a.ws.close();
+  await hub.stop();
+});
+
+test('resume after a short outage sends the missing deltas, not a snapshot', async (t) => {
+  const store = new MemoryStore(seed);
+  const hub = await hubOn(store);
+  const a = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: 0 });
+  await a.until(() => a.of('prog').length > 0);
+  const rev0 = a.of('snap')[0]!.rev;
+  a.ws.close();
+  store.put('/lain/config/x', '1');
+  store.put('/lain/config/y', '2');
+  const b = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: rev0 });
+  await b.until(() => b.of('prog').length > 0);
+  t.is(b.of('snap').length, 0);
+  t.deepEqual(b.of('delta').map((d) => d.puts[0]![0]), ['/lain/config/x', '/lain/config/y']);
+  t.is(hub.server.counters.resumes, 1);
+  b.ws.close();
+  await hub.stop();
+});
+
+test('an agent older than the history gets a snapshot', async (t) => {
+  const store = new MemoryStore(seed);
+  const hub = await hubOn(store, { historyMaxCount: 2 });
+  const rev0 = store.lastRevision;
+  for (let i = 0; i < 5; i++) store.put('/lain/config/n', String(i));
+  await new Promise((r) => setTimeout(r, 50));
+  const a = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: rev0 });
+  await a.until(() => a.of('prog').length > 0);
+  t.is(a.of('snap').length, 1);
+  t.is(a.of('snap')[0]!.rev, store.lastRevision);
+  a.ws.close();
+  await hub.stop();
+});
+
+test('an agent ahead of the hub waits until the hub has caught up', async (t) => {
+  const store = new MemoryStore(seed);
+  const hub = await hubOn(store);
+  const ahead = store.lastRevision + 2;
+  const a = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: ahead });
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(a.frames.filter((f) => f.t !== 'prog').length, 0);
+  store.put('/lain/config/x', '1');
+  store.put('/lain/config/y', '2');
+  await a.until(() => a.of('prog').some((p) => p.rev >= ahead));
+  t.is(a.of('snap').length, 0);
+  a.ws.close();
+  await hub.stop();
+});
+
+test('an agent ahead of the hub is served once the hub lists again, even with no change under the prefix', async (t) => {
+  const store = new MemoryStore(seed);
+  const hub = await hubOn(store);
+  // Another hub listed later: writes outside the prefix moved etcd's revision.
+  store.put('/other/x', '1');
+  store.put('/other/y', '1');
+  const ahead = store.lastRevision;
+  const a = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: ahead });
+  await a.until(() => a.of('prog').some((p) => p.rev >= ahead));
+  t.is(a.of('snap').length, 0);
+  a.ws.close();
+  await hub.stop();
+});
+
+test('rogue clients get an error frame and are closed; everyone else keeps being served', async (t) => {
+  const store = new MemoryStore(seed);
+  const hub = await hubOn(store);
+  const good = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'good', rev: 0 });
+  await good.until(() => good.of('prog').length > 0);
+  const garbage = new FakeAgent(hub.port, Buffer.from([0xc1, 0x00, 0xff]));
+  const text = new FakeAgent(hub.port, 'hello?');
+  const version = new FakeAgent(hub.port, { t: 'hello', v: 99, node: 'x', rev: 0 });
+  const unknown = new FakeAgent(hub.port, pack({ t: 'snap', rev: 1 }));
+  const huge = new FakeAgent(hub.port, Buffer.alloc(1 << 20));
+  for (const [name, rogue, code] of [['garbage', garbage, 'bad_frame'], ['text', text, 'bad_frame'], ['version', version, 'bad_version'], ['unknown', unknown, 'bad_frame']] as const) {
+    await rogue.until(() => rogue.closed !== undefined);
+    t.is(rogue.of('err')[0]?.code, code, name);
+  }
+  await huge.until(() => huge.closed !== undefined);
+  t.is(huge.of('snap').length, 0, 'oversized frame: closed, no data');
+  store.put('/lain/config/after', 'rogues');
+  await good.until(() => good.of('delta').length > 0);
+  t.is(good.closed, undefined);
+  good.ws.close();
+  await hub.stop();
+});
+
+test('a client that never says hello is closed', async (t) => {
+  const store = new MemoryStore(seed);
+  const hub = await hubOn(store);
+  (hub.server as unknown as { opts: { helloTimeoutMs: number } }).opts.helloTimeoutMs = 200;
+  const silent = new FakeAgent(hub.port);
+  await silent.until(() => silent.closed !== undefined);
+  t.is(silent.of('err')[0]?.code, 'no_hello');
+  await hub.stop();
+});
+
+test('a slow agent is disconnected, never silently skipped', async (t) => {
+  const store = new MemoryStore(seed);
+  const hub = await hubOn(store, { maxBackpressure: 256 * 1024 });
+  const fast = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'fast', rev: 0 });
+  const slow = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'slow', rev: 0 });
+  await fast.until(() => fast.of('prog').length > 0);
+  await slow.until(() => slow.of('prog').length > 0);
+  // Stop reading on the slow agent's socket: the kernel buffers fill, then the hub's queue.
+  (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  const big = 'x'.repeat(64 * 1024);
+  // Paced writes: the fast agent lives in this process too and must get to read.
+  for (let i = 0; i < 200; i++) {
+    store.put(`/lain/config/big${i % 4}`, big + i);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await fast.until(() => fast.of('delta').length === 200, 10_000);
+  await new Promise((r) => setTimeout(r, 200));
+  t.true(hub.server.agentCount === 1, 'the slow agent was closed by the hub');
+  t.true(hub.server.counters.slowAgentDisconnects >= 1);
+  // Whatever the slow agent did receive is a gap-free prefix of the deltas.
+  (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+  await slow.until(() => slow.closed !== undefined, 5000);
+  const revs = slow.of('delta').map((d) => d.rev);
+  const fastRevs = fast.of('delta').map((d) => d.rev);
+  t.deepEqual(revs, fastRevs.slice(0, revs.length));
+  t.true(revs.length < 200);
+  fast.ws.close();
+  await hub.stop();
+});
