@@ -1,0 +1,138 @@
+// Wires an agent together: hub client → cache → indexes → endpoints → HTTP, plus the state
+// file. Used by the agent's main, the demo and the tests.
+import { hostname as osHostname } from 'node:os';
+import type { Logger } from '../shared/log.js';
+import { VERSION } from '../shared/version.js';
+import { AnswerCache } from './api/answers.js';
+import { createEndpoints } from './api/endpoints/index.js';
+import { Cache } from './cache.js';
+import { HubClient } from './client.js';
+import { AgentHttp } from './http.js';
+import { Indexes } from './indexes.js';
+import { agentMetrics } from './metrics.js';
+import { StatePersister } from './persist.js';
+import { StreamHub } from './streams.js';
+
+export interface AgentOptions {
+  /** HTTP listen host ("" = all interfaces) and port. */
+  host: string;
+  port: number;
+  /** The node's IP: a local caller, and /v2/localspecquery's default. */
+  nodeIp: string;
+  hostname?: string;
+  noauth: boolean;
+  hubs: string[];
+  token?: string;
+  caFile?: string;
+  stateDir?: string;
+  prefix?: string;
+  /** 3 × the hubs' progress interval. */
+  silenceTimeoutMs?: number;
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  /** A stream client that lets this much pile up unread is disconnected. */
+  maxStreamBufferBytes?: number;
+}
+
+export const AGENT_DEFAULTS = {
+  silenceTimeoutMs: 15_000,
+  // Full-jitter backoff from ~200 ms up to 30 s (issue #4): quick after a blip, gentle on a
+  // hub tier that is coming back with every node of the cluster knocking.
+  backoffBaseMs: 200,
+  backoffCapMs: 30_000,
+  // A few MB: several full all-apps answers of a large cluster.
+  maxStreamBufferBytes: 4 * 1024 * 1024,
+};
+
+export interface Agent {
+  port: number;
+  cache: Cache;
+  indexes: Indexes;
+  client: HubClient;
+  http: AgentHttp;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent> {
+  const startedAt = Date.now();
+  const hostname = opts.hostname || osHostname();
+  const cache = new Cache();
+  const indexes = new Indexes({ prefix: opts.prefix ?? '/lain/', logger: log });
+  const endpoints = createEndpoints({ indexes, nodeIp: opts.nodeIp, hostname, noauth: opts.noauth });
+  const answers = new AnswerCache((index) => indexes.generation(index));
+  const streams = new StreamHub(answers, opts.maxStreamBufferBytes ?? AGENT_DEFAULTS.maxStreamBufferBytes);
+  const persister = opts.stateDir ? new StatePersister(opts.stateDir, cache, log) : undefined;
+
+  cache.onChange((changes) => {
+    const touched = indexes.apply(changes);
+    streams.changed(touched);
+    persister?.changed();
+  });
+
+  const saved = persister?.load();
+  if (saved) {
+    cache.replace(saved.rev, saved.entries, 'state-file');
+    log.info({ rev: saved.rev, keys: saved.entries.length, savedAt: new Date(saved.savedAt).toISOString() }, 'loaded state file; serving it (stale) until a hub is reached');
+  }
+
+  const client = new HubClient({
+    hubs: opts.hubs,
+    node: hostname,
+    token: opts.token,
+    caFile: opts.caFile,
+    silenceTimeoutMs: opts.silenceTimeoutMs ?? AGENT_DEFAULTS.silenceTimeoutMs,
+    backoffBaseMs: opts.backoffBaseMs ?? AGENT_DEFAULTS.backoffBaseMs,
+    backoffCapMs: opts.backoffCapMs ?? AGENT_DEFAULTS.backoffCapMs,
+  }, cache, log);
+
+  const isStale = () => !client.status.live || cache.hubStale || cache.source !== 'hub';
+  const metrics = agentMetrics({ cache, client, streams, isStale });
+
+  const http: AgentHttp = new AgentHttp({
+    endpoints,
+    answers,
+    streams,
+    notReadyReason: () => (cache.hasState ? null : 'lainlet agent not synced yet: no state from a hub or state file'),
+    version: VERSION,
+    debug: (): unknown => ({
+      connections: http.inFlight,
+      goroutines: (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length,
+      version: VERSION,
+      hostname,
+      nodeIp: opts.nodeIp,
+      revision: cache.revision,
+      hasState: cache.hasState,
+      source: cache.source,
+      stale: isStale(),
+      hub: {
+        address: client.status.hub,
+        connected: client.status.connected,
+        live: client.status.live,
+        revision: client.status.hubRevision,
+        hubStale: cache.hubStale,
+        lastFrameAgeMs: client.status.lastFrameAt ? Date.now() - client.status.lastFrameAt : null,
+        reconnects: client.status.reconnects,
+        snapshots: client.status.snapshots,
+        lastError: client.status.lastError,
+      },
+      streams: streams.stats,
+      answers: { renders: answers.renders, hits: answers.hits },
+      indexes: indexes.stats(),
+      stateFile: persister ? { path: persister.path, lastSavedAt: persister.lastSavedAt || null, lastError: persister.lastSaveError } : null,
+      uptimeMs: Date.now() - startedAt,
+    }),
+    extraRoutes: { '/metrics': async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.render() }) },
+    onRequest: metrics.request,
+  });
+  const port = await http.listen(opts.host, opts.port);
+  client.start();
+
+  return {
+    port, cache, indexes, client, http,
+    async stop() {
+      client.stop();
+      persister?.saveNow();
+      await http.close();
+    },
+  };
+}

@@ -1,0 +1,208 @@
+// The agent's connection to the hub tier: hello with our revision, then snapshot or missing
+// deltas, then live deltas and progress frames. Fails over between hubs with exponential
+// backoff and full jitter; treats three silent progress periods as a dead hub.
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { Backoff } from '../shared/backoff.js';
+import type { Logger } from '../shared/log.js';
+import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type HubFrame, type SnapshotFrame } from '../shared/protocol.js';
+import type { Cache } from './cache.js';
+
+export interface HubClientOptions {
+  hubs: string[];
+  node: string;
+  token?: string;
+  caFile?: string;
+  /** A hub that sends nothing for this long is considered dead (3 × its progress interval). */
+  silenceTimeoutMs: number;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  /** Largest frame accepted from a hub (snapshot parts are ~512 KB). */
+  maxFrameBytes?: number;
+}
+
+export interface HubClientStatus {
+  hub: string;
+  connected: boolean;
+  live: boolean;
+  hubRevision: number;
+  lastFrameAt: number;
+  reconnects: number;
+  snapshots: number;
+  lastError: string;
+}
+
+export class HubClient {
+  private ws?: WebSocket;
+  private hubIndex: number;
+  private readonly backoff: Backoff;
+  private retryTimer?: NodeJS.Timeout;
+  private silenceTimer?: NodeJS.Timeout;
+  private stopped = false;
+  private pendingSnapshot?: { rev: number; parts: number; entries: Array<[string, string]> };
+  private readonly ca?: Buffer;
+  readonly status: HubClientStatus = { hub: '', connected: false, live: false, hubRevision: 0, lastFrameAt: 0, reconnects: 0, snapshots: 0, lastError: '' };
+  /** Called whenever the connection state changes (for staleness and metrics). */
+  onStatus?: () => void;
+
+  constructor(private readonly opts: HubClientOptions, private readonly cache: Cache, private readonly log: Logger) {
+    if (opts.hubs.length === 0) throw new Error('no hub address given');
+    // Start on a random hub so the agents of a cluster spread over the hub tier.
+    this.hubIndex = Math.floor(Math.random() * opts.hubs.length);
+    this.backoff = new Backoff(opts.backoffBaseMs, opts.backoffCapMs);
+    if (opts.caFile) this.ca = readFileSync(opts.caFile);
+  }
+
+  start(): void { this.connect(); }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.silenceTimer);
+    this.ws?.terminate();
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const url = this.opts.hubs[this.hubIndex]!;
+    this.status.hub = url;
+    const headers: Record<string, string> = {};
+    if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
+    const ws = new WebSocket(url, {
+      headers,
+      ca: this.ca,
+      handshakeTimeout: 5000,
+      maxPayload: this.opts.maxFrameBytes ?? 64 * 1024 * 1024,
+      perMessageDeflate: false,
+    });
+    this.ws = ws;
+    ws.binaryType = 'nodebuffer';
+    ws.on('open', () => {
+      this.status.connected = true;
+      this.status.lastError = '';
+      this.pendingSnapshot = undefined;
+      ws.send(encodeFrame({ t: 'hello', v: PROTOCOL_VERSION, node: this.opts.node, rev: this.cache.hasState ? this.cache.revision : 0 }));
+      this.heard();
+      this.log.info({ hub: url, rev: this.cache.revision }, 'connected to hub');
+      this.onStatus?.();
+    });
+    ws.on('message', (data: Buffer, isBinary) => {
+      if (ws !== this.ws) return;
+      this.heard();
+      try {
+        if (!isBinary) throw new Error('text frame from hub');
+        this.handle(decodeFrame(data) as HubFrame);
+      } catch (err) {
+        this.fail(`bad frame from hub: ${(err as Error).message}`);
+      }
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      this.status.lastError = `hub answered HTTP ${res.statusCode}${res.statusCode === 401 ? ' (token missing or wrong)' : ''}`;
+      ws.terminate();
+    });
+    ws.on('error', (err) => {
+      if (!this.status.lastError) this.status.lastError = err.message;
+    });
+    ws.on('close', (code, reason) => {
+      if (ws !== this.ws) return;
+      this.closed(code, reason.toString());
+    });
+  }
+
+  private handle(frame: HubFrame): void {
+    switch (frame.t) {
+      case 'snap': return this.snapshotPart(frame);
+      case 'delta': {
+        if (this.pendingSnapshot) throw new Error('delta in the middle of a snapshot');
+        if (frame.rev <= this.cache.revision) return; // already have it
+        if (frame.prev > this.cache.revision) {
+          // A gap: resuming from our revision on a fresh connection fixes it.
+          throw new Error(`delta ${frame.prev}→${frame.rev} does not follow our revision ${this.cache.revision}`);
+        }
+        this.cache.applyDelta(frame.rev, frame.puts, frame.dels);
+        this.status.hubRevision = Math.max(this.status.hubRevision, frame.rev);
+        return;
+      }
+      case 'prog': {
+        if (this.pendingSnapshot) throw new Error('progress in the middle of a snapshot');
+        this.status.hubRevision = frame.rev;
+        this.cache.advance(frame.rev);
+        this.cache.hubStale = frame.stale;
+        if (!this.status.live) {
+          // The hub sends its first progress frame when we are caught up: we are live.
+          this.status.live = true;
+          this.backoff.reset();
+          this.log.info({ hub: this.status.hub, rev: this.cache.revision, hubStale: frame.stale }, 'in sync with hub');
+        }
+        this.onStatus?.();
+        return;
+      }
+      case 'move': {
+        this.log.info({ hub: this.status.hub, afterMs: frame.afterMs, reason: frame.reason }, 'hub asked us to move');
+        this.moveAfter(frame.afterMs);
+        return;
+      }
+      case 'err':
+        throw new Error(`hub error ${frame.code}: ${frame.msg}`);
+    }
+  }
+
+  private snapshotPart(frame: SnapshotFrame): void {
+    if (frame.part === 0) this.pendingSnapshot = { rev: frame.rev, parts: 0, entries: [] };
+    const pending = this.pendingSnapshot;
+    if (!pending || pending.rev !== frame.rev || pending.parts !== frame.part) throw new Error(`snapshot part ${frame.part} out of order`);
+    for (const e of frame.puts) pending.entries.push(e);
+    pending.parts++;
+    if (!frame.last) return;
+    this.pendingSnapshot = undefined;
+    if (!this.cache.replace(frame.rev, pending.entries, 'hub')) {
+      throw new Error(`snapshot at ${frame.rev} is older than our revision ${this.cache.revision}`);
+    }
+    this.cache.hubStale = frame.stale;
+    this.status.snapshots++;
+    this.status.hubRevision = Math.max(this.status.hubRevision, frame.rev);
+    this.log.info({ hub: this.status.hub, rev: frame.rev, keys: pending.entries.length }, 'snapshot applied');
+  }
+
+  private heard(): void {
+    this.status.lastFrameAt = Date.now();
+    clearTimeout(this.silenceTimer);
+    this.silenceTimer = setTimeout(() => this.fail(`hub silent for ${this.opts.silenceTimeoutMs} ms`), this.opts.silenceTimeoutMs);
+  }
+
+  private fail(reason: string): void {
+    this.status.lastError = reason;
+    this.log.warn({ hub: this.status.hub, reason }, 'dropping hub connection');
+    this.ws?.terminate();
+  }
+
+  private moveAfter(afterMs: number): void {
+    const ws = this.ws;
+    this.ws = undefined;
+    clearTimeout(this.silenceTimer);
+    this.markDisconnected();
+    setTimeout(() => ws?.close(1000, 'moving'), 0);
+    this.hubIndex = (this.hubIndex + 1) % this.opts.hubs.length;
+    this.retryTimer = setTimeout(() => this.connect(), afterMs);
+  }
+
+  private closed(code: number, reason: string): void {
+    clearTimeout(this.silenceTimer);
+    const wasLive = this.status.live;
+    this.markDisconnected();
+    if (this.stopped) return;
+    this.status.reconnects++;
+    // Next hub in the list: a dead hub is not retried before the others.
+    this.hubIndex = (this.hubIndex + 1) % this.opts.hubs.length;
+    const delay = this.backoff.next();
+    this.log.warn({ code, reason, lastError: this.status.lastError, wasLive, next: this.opts.hubs[this.hubIndex], retryInMs: Math.round(delay) }, 'hub connection closed');
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  private markDisconnected(): void {
+    this.status.connected = false;
+    this.status.live = false;
+    this.pendingSnapshot = undefined;
+    this.onStatus?.();
+  }
+}

@@ -1,0 +1,320 @@
+// The agent's typed views of the cache (DESIGN.md "Indexes"): config, pod groups, containers,
+// depends, nodes, plus the authorization tables, all updated incrementally. A change re-decodes
+// only the values it carries, and only when they differ from what is already held.
+//
+// Bad values (API.md §11 item 2): a value that does not decode is logged once, listed in
+// stats(), and changes nothing — the key's previous good value, if any, stays served.
+import type { ChangeSet, ChangedKey, IndexChanges, IndexName } from '../api/types.js';
+import { decodeDepends, serviceNameOfPortal, type DependsValue } from '../model/depends.js';
+import { decodeNodeValue } from '../model/node.js';
+import { decodePodGroup, type PodGroup } from '../model/podgroup.js';
+import { AuthTableStore, type AuthTables } from './auth-tables.js';
+import { ContainerIndex } from './container-index.js';
+import type { ConfigEntry, ContainerEntry, DependsEntry, NodeEntry, PodGroupEntry } from './entries.js';
+import { KeyedIndex, type ReadonlyKeyedIndex } from './keyed-index.js';
+import { PodGroupIndex, type ReadonlyPodGroupIndex } from './podgroup-index.js';
+
+export type { ConfigEntry, ContainerEntry, ContainerInfo, DependsEntry, NodeEntry, PodGroupEntry } from './entries.js';
+export type { ReadonlyKeyedIndex } from './keyed-index.js';
+export type { ReadonlyPodGroupIndex } from './podgroup-index.js';
+export type { AuthTables } from './auth-tables.js';
+
+export interface IndexLogger {
+  warn(obj: object, msg: string): void;
+}
+
+/** The value decoders; replaceable so tests can count calls. */
+export interface ValueDecoders {
+  podGroup(raw: string): PodGroup;
+  depends(raw: string): DependsValue;
+  /** The node value re-encoded as Go would. */
+  node(raw: string): string;
+}
+
+export interface IndexesOptions {
+  /** The etcd prefix everything lives under; default "/lain/". */
+  prefix?: string;
+  logger?: IndexLogger;
+  decoders?: Partial<ValueDecoders>;
+}
+
+export interface BadValue {
+  /** Full etcd key. */
+  key: string;
+  error: string;
+  /** Whether an older good value is still served for the key. */
+  servingPrevious: boolean;
+}
+
+export interface IndexStats {
+  /** Entries per index. */
+  keys: Record<IndexName, number>;
+  generations: Record<IndexName, number>;
+  superApps: number;
+  containerIps: number;
+  portalIps: number;
+  /** Values that failed to decode, by etcd key. */
+  badValues: BadValue[];
+}
+
+const INDEX_NAMES: readonly IndexName[] = ['config', 'podgroups', 'containers', 'depends', 'nodes'];
+const SUPER_APPS_DIR = 'super_apps/';
+
+/** One etcd prefix whose values become entries of one index. */
+interface ValueSlot {
+  readonly name: IndexName;
+  /** Etcd prefix including the trailing "/", e.g. "/lain/config/". */
+  readonly root: string;
+  readonly index: { get(key: string): { raw: string } | undefined; keys(): readonly string[]; keysUnder(key: string): string[] };
+  /** Decodes and stores a value (throws on a bad value, leaving everything as it was). */
+  put(key: string, raw: string): void;
+  remove(key: string): void;
+}
+
+export class Indexes implements AuthTables {
+  private readonly configIndex = new KeyedIndex<ConfigEntry>();
+  private readonly podGroupIndex = new PodGroupIndex();
+  private readonly containerIndex = new ContainerIndex();
+  private readonly dependsIndex = new KeyedIndex<DependsEntry>();
+  private readonly nodeIndex = new KeyedIndex<NodeEntry>();
+  private readonly auth = new AuthTableStore();
+
+  private readonly decoders: ValueDecoders;
+  private readonly logger: IndexLogger | undefined;
+  private readonly slots: readonly ValueSlot[];
+  private readonly generations: Record<IndexName, number> = { config: 0, podgroups: 0, containers: 0, depends: 0, nodes: 0 };
+  /** Etcd key → the undecodable value last received for it. */
+  private readonly badValues = new Map<string, { raw: string; error: string }>();
+  /** Changes recorded during the current apply(), per index: key → deleted. */
+  private pending = new Map<IndexName, Map<string, boolean>>();
+
+  readonly config: ReadonlyKeyedIndex<ConfigEntry> = this.configIndex;
+  readonly podGroups: ReadonlyPodGroupIndex = this.podGroupIndex;
+  readonly containers: ReadonlyKeyedIndex<ContainerEntry> = this.containerIndex.entries;
+  readonly depends: ReadonlyKeyedIndex<DependsEntry> = this.dependsIndex;
+  readonly nodes: ReadonlyKeyedIndex<NodeEntry> = this.nodeIndex;
+
+  constructor(options: IndexesOptions = {}) {
+    const prefix = (options.prefix ?? '/lain/').replace(/\/*$/, '/');
+    this.logger = options.logger;
+    this.decoders = {
+      podGroup: options.decoders?.podGroup ?? decodePodGroup,
+      depends: options.decoders?.depends ?? decodeDepends,
+      node: options.decoders?.node ?? decodeNodeValue,
+    };
+    this.slots = [
+      this.configSlot(prefix + 'config/'),
+      this.podGroupSlot(prefix + 'deployd/pod_groups/'),
+      this.dependsSlot(prefix + 'deployd/depends/pods/'),
+      this.nodeSlot(prefix + 'nodes/nodes/'),
+    ];
+  }
+
+  /** Applies one change: deletes first, then puts (the order a cache applying the same change uses). */
+  apply(changes: ChangeSet): IndexChanges {
+    for (const key of changes.dels) this.deleteKey(key);
+    for (const [key, raw] of changes.puts) this.putKey(key, raw);
+    return this.finish();
+  }
+
+  /** Replaces everything with a complete snapshot, reporting the difference from what was held. */
+  reset(entries: Iterable<[string, string]>): IndexChanges {
+    const present = new Set<string>();
+    for (const [key, raw] of entries) {
+      present.add(key);
+      this.putKey(key, raw);
+    }
+    for (const slot of this.slots) {
+      for (const key of [...slot.index.keys()]) {
+        if (!present.has(slot.root + key)) this.removeKey(slot, key);
+      }
+    }
+    for (const key of [...this.badValues.keys()]) if (!present.has(key)) this.badValues.delete(key);
+    return this.finish();
+  }
+
+  /** Bumped whenever `index` changes; an answer rendered at one generation is valid until the next. */
+  generation(index: IndexName): number {
+    return this.generations[index];
+  }
+
+  stats(): IndexStats {
+    const badValues: BadValue[] = [];
+    for (const [key, bad] of this.badValues) {
+      const slot = this.slotOf(key);
+      badValues.push({ key, error: bad.error, servingPrevious: !!slot && !!slot.index.get(key.slice(slot.root.length)) });
+    }
+    return {
+      keys: {
+        config: this.configIndex.size,
+        podgroups: this.podGroupIndex.size,
+        containers: this.containerIndex.entries.size,
+        depends: this.dependsIndex.size,
+        nodes: this.nodeIndex.size,
+      },
+      generations: { ...this.generations },
+      superApps: this.auth.superAppCount,
+      containerIps: this.auth.containerIpCount,
+      portalIps: this.auth.portalIpCount,
+      badValues,
+    };
+  }
+
+  appOfContainerIp(ip: string): string | undefined {
+    return this.auth.appOfContainerIp(ip);
+  }
+
+  servicesOfPortalIp(ip: string): string[] {
+    return this.auth.servicesOfPortalIp(ip);
+  }
+
+  isSuperApp(app: string): boolean {
+    return this.auth.isSuperApp(app);
+  }
+
+  private slotOf(etcdKey: string): ValueSlot | undefined {
+    for (const slot of this.slots) {
+      if (etcdKey.length > slot.root.length && etcdKey.startsWith(slot.root)) return slot;
+    }
+    return undefined;
+  }
+
+  private putKey(etcdKey: string, raw: string): void {
+    const slot = this.slotOf(etcdKey);
+    if (!slot) return;
+    const key = etcdKey.slice(slot.root.length);
+    const bad = this.badValues.get(etcdKey);
+    if (slot.index.get(key)?.raw === raw) {
+      // The value already served (e.g. deployd rewrote it unchanged, or a bad value was replaced by the last good one).
+      if (bad) this.badValues.delete(etcdKey);
+      return;
+    }
+    if (bad?.raw === raw) return; // already reported
+    try {
+      slot.put(key, raw);
+    } catch (err) {
+      const error = (err as Error).message;
+      this.badValues.set(etcdKey, { raw, error });
+      this.logger?.warn({ key: etcdKey, error, servingPrevious: !!slot.index.get(key) }, 'undecodable value ignored');
+      return;
+    }
+    if (bad) this.badValues.delete(etcdKey);
+  }
+
+  /** Deletes `etcdKey` and, as an etcd directory delete does, everything under `etcdKey + "/"` (never mere string-prefix matches). */
+  private deleteKey(etcdKey: string): void {
+    for (const slot of this.slots) {
+      const dir = slot.root.slice(0, -1);
+      if (dir === etcdKey || dir.startsWith(etcdKey.endsWith('/') ? etcdKey : etcdKey + '/')) {
+        for (const key of [...slot.index.keys()]) this.removeKey(slot, key);
+      } else if (etcdKey.startsWith(slot.root) && etcdKey.length > slot.root.length) {
+        for (const key of slot.index.keysUnder(etcdKey.slice(slot.root.length))) this.removeKey(slot, key);
+      }
+    }
+    for (const key of [...this.badValues.keys()]) {
+      if (key === etcdKey || key.startsWith(etcdKey + '/')) this.badValues.delete(key);
+    }
+  }
+
+  private removeKey(slot: ValueSlot, key: string): void {
+    slot.remove(key);
+    this.badValues.delete(slot.root + key);
+  }
+
+  private record(index: IndexName, key: string, deleted: boolean): void {
+    let keys = this.pending.get(index);
+    if (!keys) {
+      keys = new Map();
+      this.pending.set(index, keys);
+    }
+    keys.set(key, deleted);
+  }
+
+  private recordAll(index: IndexName, changed: ChangedKey[]): void {
+    for (const c of changed) this.record(index, c.key, c.deleted);
+  }
+
+  private finish(): IndexChanges {
+    const out: IndexChanges = {};
+    for (const [index, keys] of this.pending) {
+      this.generations[index]++;
+      out[index] = [...keys].map(([key, deleted]) => ({ key, deleted }));
+    }
+    this.pending = new Map();
+    return out;
+  }
+
+  private configSlot(root: string): ValueSlot {
+    const index = this.configIndex;
+    return {
+      name: 'config', root, index,
+      put: (key, raw) => {
+        index.set(key, { key, raw });
+        if (key.startsWith(SUPER_APPS_DIR)) this.auth.addSuperApp(key.slice(SUPER_APPS_DIR.length));
+        this.record('config', key, false);
+      },
+      remove: (key) => {
+        if (!index.delete(key)) return;
+        if (key.startsWith(SUPER_APPS_DIR)) this.auth.removeSuperApp(key.slice(SUPER_APPS_DIR.length));
+        this.record('config', key, true);
+      },
+    };
+  }
+
+  private podGroupSlot(root: string): ValueSlot {
+    const index = this.podGroupIndex;
+    const changed = (key: string, before: PodGroup | undefined, after: PodGroup | undefined) => {
+      this.record('podgroups', key, after === undefined);
+      this.recordAll('containers', this.containerIndex.update(key, before, after));
+      this.auth.updatePodGroup(key, before, after);
+    };
+    return {
+      name: 'podgroups', root, index,
+      put: (key, raw) => {
+        const pg = this.decoders.podGroup(raw);
+        const old = index.set({ key, raw, pg });
+        changed(key, old?.pg, pg);
+      },
+      remove: (key) => {
+        const old = index.delete(key);
+        if (old) changed(key, old.pg, undefined);
+      },
+    };
+  }
+
+  private dependsSlot(root: string): ValueSlot {
+    const index = this.dependsIndex;
+    return {
+      name: 'depends', root, index,
+      put: (key, raw) => {
+        const value = this.decoders.depends(raw);
+        const service = serviceNameOfPortal(key);
+        const old = index.get(key);
+        index.set(key, { key, raw, value, service });
+        this.auth.updatePortal(key, service, old?.value, value);
+        this.record('depends', key, false);
+      },
+      remove: (key) => {
+        const old = index.get(key);
+        if (!old) return;
+        index.delete(key);
+        this.auth.updatePortal(key, old.service, old.value, undefined);
+        this.record('depends', key, true);
+      },
+    };
+  }
+
+  private nodeSlot(root: string): ValueSlot {
+    const index = this.nodeIndex;
+    return {
+      name: 'nodes', root, index,
+      put: (key, raw) => {
+        index.set(key, { key, raw, json: this.decoders.node(raw) });
+        this.record('nodes', key, false);
+      },
+      remove: (key) => {
+        if (index.delete(key)) this.record('nodes', key, true);
+      },
+    };
+  }
+}

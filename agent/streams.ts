@@ -1,0 +1,158 @@
+// Event streams (API.md §3), grouped: every stream watching the same (endpoint, scope) is in
+// one group, so a change is rendered, compared and framed ONCE per group and the same bytes
+// are written to each socket.
+//
+// Framing is the original's, written raw on the socket (no chunked encoding):
+//   id: N\nevent: NAME\ndata: LINE\n\n       heartbeats: id: 0\nevent: heartbeat\n\n
+// A stream whose socket buffers more than maxBufferedBytes is closed: its client reconnects
+// and gets `init` (API.md §11 item 3) — it is never left silently stale.
+import type { Socket } from 'node:net';
+import type { AnswerCache } from './api/answers.js';
+import type { Answer, ChangedKey, Endpoint, IndexChanges, IndexName } from './api/types.js';
+
+export const STREAM_HEADER = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nVary: Accept-Encoding\r\n\r\n';
+const HEARTBEAT = 'id: 0\nevent: heartbeat\n\n';
+
+export function eventFrame(id: number, event: string, payload: string): string {
+  if (payload === '') return `id: ${id}\nevent: ${event}\n\n`;
+  // Payloads are single-line JSON or error texts; split like the original for safety.
+  const data = payload.includes('\n') ? payload.split('\n').map((l) => `data: ${l}\n`).join('') : `data: ${payload}\n`;
+  return `id: ${id}\nevent: ${event}\n${data}\n`;
+}
+
+interface Stream {
+  socket: Socket;
+  group: StreamGroup;
+  heartbeat?: NodeJS.Timeout;
+}
+
+class StreamGroup {
+  readonly streams = new Set<Stream>();
+  /** The answer every stream in the group has been sent last. */
+  last: Answer;
+  nextId = 2;
+
+  constructor(readonly key: string, readonly endpoint: Endpoint, readonly scope: string, initial: Answer) {
+    this.last = initial;
+  }
+}
+
+export interface StreamStats {
+  open: number;
+  groups: number;
+  eventsSent: number;
+  closedSlow: number;
+}
+
+export class StreamHub {
+  private readonly groups = new Map<string, StreamGroup>();
+  /** Groups by the index whose changes concern them. */
+  private readonly byIndex = new Map<IndexName, Set<StreamGroup>>();
+  readonly stats: StreamStats = { open: 0, groups: 0, eventsSent: 0, closedSlow: 0 };
+
+  constructor(private readonly answers: AnswerCache, private readonly maxBufferedBytes: number) {}
+
+  /**
+   * Starts a stream on a socket whose request has been read. Writes the header block and the
+   * init event (or an error event and closes). The socket belongs to the stream from here on.
+   */
+  open(socket: Socket, endpoint: Endpoint, scope: string, heartbeatSec: number, onClose: () => void): void {
+    socket.setNoDelay(true);
+    socket.setTimeout(0);
+    const answer = this.answers.get(endpoint, scope);
+    if (answer.status !== 200) {
+      socket.end(STREAM_HEADER + eventFrame(0, 'error', answer.body));
+      socket.once('close', onClose);
+      return;
+    }
+    const key = endpoint.path + '\u0000' + scope;
+    let group = this.groups.get(key);
+    if (!group) {
+      group = new StreamGroup(key, endpoint, scope, answer);
+      this.groups.set(key, group);
+      let set = this.byIndex.get(endpoint.index);
+      if (!set) this.byIndex.set(endpoint.index, (set = new Set()));
+      set.add(group);
+      this.stats.groups = this.groups.size;
+    }
+    // The group's last answer is always current after each change; keep it exact anyway.
+    group.last = answer;
+    const stream: Stream = { socket, group };
+    group.streams.add(stream);
+    this.stats.open++;
+    socket.write(STREAM_HEADER + eventFrame(1, 'init', answer.body));
+    if (heartbeatSec > 0) {
+      stream.heartbeat = setInterval(() => this.write(stream, HEARTBEAT), heartbeatSec * 1000);
+    }
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => {
+      this.remove(stream);
+      onClose();
+    });
+  }
+
+  /** Called after every cache change with what the indexes say it touched. */
+  changed(changes: IndexChanges): void {
+    for (const [index, keys] of Object.entries(changes) as Array<[IndexName, ChangedKey[]]>) {
+      const groups = this.byIndex.get(index);
+      if (!groups || keys.length === 0) continue;
+      for (const group of groups) this.update(group, keys);
+    }
+  }
+
+  closeAll(): void {
+    for (const g of this.groups.values()) for (const s of g.streams) s.socket.destroy();
+  }
+
+  private update(group: StreamGroup, keys: ChangedKey[]): void {
+    let touched = false;
+    let onlyDeletes = true;
+    for (const k of keys) {
+      if (group.scope === '' || k.key.startsWith(group.scope)) {
+        touched = true;
+        if (!k.deleted) { onlyDeletes = false; break; }
+      }
+    }
+    if (!touched) return;
+    const answer = this.answers.get(group.endpoint, group.scope);
+    if (answer.body === group.last.body && answer.status === group.last.status) return;
+    group.last = answer;
+    let bytes: string;
+    let closeAfter = false;
+    if (answer.status !== 200) {
+      // e.g. webprocs' ratio guard failing mid-stream: error event, then close (API.md §3 step 6).
+      bytes = eventFrame(0, 'error', answer.body);
+      closeAfter = true;
+    } else {
+      bytes = eventFrame(group.nextId++, onlyDeletes ? 'delete' : 'update', answer.body);
+    }
+    for (const s of group.streams) {
+      this.write(s, bytes);
+      if (closeAfter) s.socket.end();
+    }
+  }
+
+  private write(stream: Stream, bytes: string): void {
+    const socket = stream.socket;
+    if (socket.destroyed) return;
+    if (socket.writableLength > this.maxBufferedBytes) {
+      this.stats.closedSlow++;
+      socket.destroy();
+      return;
+    }
+    socket.write(bytes);
+    this.stats.eventsSent++;
+  }
+
+  private remove(stream: Stream): void {
+    clearInterval(stream.heartbeat);
+    const group = stream.group;
+    if (!group.streams.delete(stream)) return;
+    this.stats.open--;
+    if (group.streams.size === 0) {
+      this.groups.delete(group.key);
+      this.byIndex.get(group.endpoint.index)?.delete(group);
+      this.stats.groups = this.groups.size;
+    }
+  }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// `npm start`: a hub on the in-memory store seeded with a sample cluster, and one agent on
+// 127.0.0.1:9001 — the whole data path without etcd. Ctrl-C stops both.
+import { fileURLToPath } from 'node:url';
+import { startAgent } from '../agent/agent.js';
+import { startHub } from '../hub/hub.js';
+import { readSeedFile } from '../hub/store/create.js';
+import { MemoryStore } from '../hub/store/memory.js';
+import { createLogger } from '../shared/log.js';
+
+const port = Number(process.env.LAINLET_DEMO_PORT ?? 9001);
+const clusterFile = fileURLToPath(new URL('../../demo/cluster.json', import.meta.url));
+const log = createLogger('lainlet-demo');
+// The demo's logs would drown the instructions: warnings and errors only, unless asked.
+if (!process.env.LAINLET_LOG_LEVEL) log.level = 'warn';
+
+const store = new MemoryStore(readSeedFile(clusterFile));
+const hub = await startHub({
+  store, prefix: '/lain/', host: '127.0.0.1', port: 0,
+  historyMaxCount: 1000, historyMaxBytes: 16 * 1024 * 1024, maxBackpressure: 64 * 1024 * 1024, progressIntervalMs: 5000,
+}, log.child({ component: 'hub' }));
+await hub.ready;
+const agent = await startAgent({
+  host: '127.0.0.1', port, nodeIp: '127.0.0.1', hostname: 'node1', noauth: false,
+  hubs: [`ws://127.0.0.1:${hub.port}`],
+}, log.child({ component: 'agent' }));
+
+// A little life: the demo ticks one key of its own every 5 s, so a watch shows updates.
+let tick = 0;
+const ticker = setInterval(() => store.put('/lain/config/demo/tick', String(++tick)), 5000);
+
+const base = `127.0.0.1:${agent.port}`;
+process.stdout.write(`
+lainlet demo: a hub (in-memory store, sample cluster, ws://127.0.0.1:${hub.port}) and an agent on http://${base}
+
+Try:
+  curl '${base}/v2/configwatcher?target=domain'
+  curl '${base}/v2/coreinfowatcher?appname=hello'
+  curl '${base}/v2/webrouter/webprocs'
+  curl '${base}/v2/containers?nodename=node1'
+  curl -N '${base}/v2/configwatcher?target=demo/tick&watch=1&heartbeat=2'   (an update every 5 s)
+  curl '${base}/debug'
+
+Ctrl-C stops both.
+`);
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  clearInterval(ticker);
+  await agent.stop();
+  await hub.stop();
+  process.stdout.write('demo stopped\n');
+  process.exit(0);
+};
+process.on('SIGINT', () => void stop());
+process.on('SIGTERM', () => void stop());

@@ -1,0 +1,165 @@
+// JSON encoding that produces the same bytes as Go's encoding/json (API.md §6), which is
+// what every existing lainlet client has been parsing for years.
+//
+// Differences from JSON.stringify that matter:
+//  * `<`, `>`, `&`, U+2028 and U+2029 are escaped as \u003c \u003e \u0026 \u2028 \u2029;
+//  * control characters other than \n \r \t are written \u00XX (Go before 1.22 never wrote \b or \f);
+//  * lone surrogates (Go: invalid UTF-8) become U+FFFD instead of a \udXXX escape;
+//  * map keys are sorted byte-wise by their UTF-8 encoding (code point order), not by UTF-16 units;
+//  * -0 is written "-0".
+
+// Not in TypeScript's ES2023 lib, but present in Node 20 (V8 11.3).
+declare global {
+  interface String {
+    isWellFormed(): boolean;
+    toWellFormed(): string;
+  }
+}
+
+/** Characters that make a string leave the fast path: anything JSON.stringify or Go would escape or alter. */
+const NEEDS_ESCAPE = /[\u0000-\u001f"\\<>&\u2028\u2029\ud800-\udfff]/;
+
+/**
+ * Fix-ups applied to JSON.stringify's output. An escaped backslash is matched as a unit so that
+ * the `\\` in `\\b` (a backslash followed by the letter b) is never mistaken for a `\b` escape.
+ */
+const STRINGIFY_FIXUPS = /\\\\|\\b|\\f|[<>&\u2028\u2029]/g;
+
+function fixup(match: string): string {
+  switch (match) {
+    case '\\b': return '\\u0008';
+    case '\\f': return '\\u000c';
+    case '<': return '\\u003c';
+    case '>': return '\\u003e';
+    case '&': return '\\u0026';
+    case '\u2028': return '\\u2028';
+    case '\u2029': return '\\u2029';
+    default: return match; // an escaped backslash stays as it is
+  }
+}
+
+/** A JSON string literal, byte-identical to Go's json.Marshal of the same string. */
+export function encodeString(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return '"' + s + '"';
+  const json = JSON.stringify(s.isWellFormed() ? s : s.toWellFormed());
+  return json.replace(STRINGIFY_FIXUPS, fixup);
+}
+
+/**
+ * A number as Go writes a float64: same thresholds for exponent form as JS (1e21 and 1e-7),
+ * same shortest round-trip digits; only negative zero differs.
+ */
+export function encodeNumber(n: number): string {
+  if (!Number.isFinite(n)) throw new RangeError(`cannot encode ${n} as JSON`);
+  if (n === 0 && Object.is(n, -0)) return '-0';
+  return String(n);
+}
+
+/**
+ * Orders strings by their UTF-8 bytes, which is code point order (Go sorts map keys this way).
+ * JS's default comparison uses UTF-16 code units and puts astral characters (surrogate pairs,
+ * 0xD800-0xDFFF) before U+E000-U+FFFF; only at the first differing unit does that matter.
+ */
+export function compareUtf8(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = a.length < b.length ? a.length : b.length;
+  for (let i = 0; i < n; i++) {
+    let ca = a.charCodeAt(i);
+    let cb = b.charCodeAt(i);
+    if (ca === cb) continue;
+    if (ca >= 0xd800 && cb >= 0xd800) {
+      // Move surrogates above U+E000-U+FFFF, keeping everything else in place.
+      ca = ca >= 0xe000 ? ca - 0x800 : ca + 0x2000;
+      cb = cb >= 0xe000 ? cb - 0x800 : cb + 0x2000;
+    }
+    return ca - cb;
+  }
+  return a.length - b.length;
+}
+
+/** Already-encoded JSON, embedded as is by `encode` (e.g. a cached fragment). */
+export class RawJson {
+  constructor(readonly json: string) {}
+}
+
+/**
+ * Encodes a value like Go's json.Marshal would encode the equivalent Go value:
+ * plain objects are structs (fields in insertion order), `Map`s are Go maps (keys sorted
+ * byte-wise), arrays are slices, `null`/`undefined` are nil, RawJson is embedded verbatim.
+ */
+export function encode(value: unknown): string {
+  switch (typeof value) {
+    case 'string': return encodeString(value);
+    case 'number': return encodeNumber(value);
+    case 'boolean': return value ? 'true' : 'false';
+    case 'undefined': return 'null';
+    case 'object': break;
+    default: throw new TypeError(`cannot encode a ${typeof value} as JSON`);
+  }
+  if (value === null) return 'null';
+  if (value instanceof RawJson) return value.json;
+  if (Array.isArray(value)) return encodeArray(value, encode);
+  if (value instanceof Map) {
+    const keys = [...value.keys()].map(String).sort(compareUtf8);
+    let out = '{';
+    for (let i = 0; i < keys.length; i++) {
+      if (i > 0) out += ',';
+      out += encodeString(keys[i]!) + ':' + encode(value.get(keys[i]));
+    }
+    return out + '}';
+  }
+  let out = '{';
+  let first = true;
+  for (const key of Object.keys(value)) {
+    if (!first) out += ',';
+    first = false;
+    out += encodeString(key) + ':' + encode((value as Record<string, unknown>)[key]);
+  }
+  return out + '}';
+}
+
+/**
+ * Encodes a value decoded from arbitrary JSON the way Go re-encodes an `interface{}`:
+ * every object is a map[string]interface{} (keys sorted byte-wise), numbers are float64.
+ */
+export function encodeGeneric(value: unknown): string {
+  if (value === null || typeof value !== 'object') return encode(value);
+  if (Array.isArray(value)) return encodeArray(value, encodeGeneric);
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).sort(compareUtf8);
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    if (i > 0) out += ',';
+    out += encodeString(keys[i]!) + ':' + encodeGeneric(obj[keys[i]!]);
+  }
+  return out + '}';
+}
+
+function encodeArray(items: readonly unknown[], encodeItem: (v: unknown) => string): string {
+  let out = '[';
+  for (let i = 0; i < items.length; i++) {
+    if (i > 0) out += ',';
+    out += encodeItem(items[i]);
+  }
+  return out + ']';
+}
+
+/** A []string that may be nil: `null` stays `null` (Go keeps nil slices as null). */
+export function encodeStringsOrNull(items: readonly string[] | null): string {
+  return items === null ? 'null' : encodeArray(items, (s) => encodeString(s as string));
+}
+
+/**
+ * A JSON object from already-encoded values. Keys are written in the order given: the caller
+ * sorts them (compareUtf8) when the object stands for a Go map.
+ */
+export function encodeObjectOfFragments(entries: Iterable<readonly [string, string]>): string {
+  let out = '{';
+  let first = true;
+  for (const [key, fragment] of entries) {
+    if (!first) out += ',';
+    first = false;
+    out += encodeString(key) + ':' + fragment;
+  }
+  return out + '}';
+}

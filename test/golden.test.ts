@@ -1,0 +1,97 @@
+// Replays ../shared/golden/cluster-small.json — answers recorded from the original lainlet —
+// against a hub and an agent on a real etcd, with the comparison rules of golden/README.md.
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { etcdClient } from './helpers/etcd.js';
+import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
+import { httpGet, openStream, type EventStream } from './helpers/procs.js';
+
+interface Plain { path: string; from: string; method?: string; statusOnly?: boolean; status: number; body?: string }
+interface Watch { path: string; status: number; events: Array<{ id: number; event: string; data: string }> }
+interface Golden { hostname: string; plain: Plain[]; watches: Watch[]; after: Plain[] }
+interface Mutation { op: 'put' | 'del'; key: string; value?: string; wait?: number }
+
+const golden = JSON.parse(readFileSync(new URL('../../shared/golden/cluster-small.json', import.meta.url), 'utf8')) as Golden;
+const fixture = JSON.parse(readFileSync(new URL('../../shared/fixtures/cluster-small.json', import.meta.url), 'utf8')) as { watch: { paths: string[]; mutations: Mutation[] } };
+
+/** procwatcher and localspecquery arrays come in random order from the original: compare as sets. */
+function normalise(path: string, body: string): string {
+  if (!/^\/v2\/(procwatcher|localspecquery)/.test(path) || !body.startsWith('[')) return body;
+  try {
+    return JSON.stringify((JSON.parse(body) as unknown[]).map((x) => JSON.stringify(x)).sort());
+  } catch {
+    return body;
+  }
+}
+
+/**
+ * Where the agent deliberately answers differently from the recording (API.md §11), keyed by
+ * "<label> <path> from <address>", with the answer the agent must give instead.
+ */
+const DEVIATIONS: Record<string, { status: number; body: string; why: string }> = {
+  'after /appname?ip=172.20.0.11 from 127.0.0.1': {
+    status: 500,
+    body: 'unkown address 172.20.0.11',
+    why: '§11 item 5: hello.web.web instance 1 moved from 172.20.0.11 to 172.20.0.99; the original never forgets the old IP, the agent\'s auth tables reflect the current state',
+  },
+};
+
+let cluster: Cluster;
+let base: string;
+
+test.before(async () => {
+  cluster = await startCluster({ hubs: 1, agents: 1, kvs: fixtureKvs('cluster-small'), agentArgs: () => ['-ip', '127.0.0.1', '-hostname', golden.hostname] });
+  base = cluster.agents[0]!.base;
+});
+
+test.after.always(async () => {
+  await cluster?.stop();
+});
+
+async function check(t: import('ava').ExecutionContext, entries: Plain[], label: string) {
+  let failures = 0;
+  for (let e of entries) {
+    const res = await httpGet(`${base}${e.path}`, { localAddress: e.from, method: e.method ?? 'GET' });
+    const what = `${label} ${e.method ?? 'GET'} ${e.path} from ${e.from}`;
+    const deviation = DEVIATIONS[`${label} ${e.path} from ${e.from}`];
+    if (deviation) e = { ...e, status: deviation.status, body: deviation.body };
+    if (res.status !== e.status) { failures++; t.is(res.status, e.status, what); continue; }
+    if (e.statusOnly || e.body === undefined) continue;
+    const got = normalise(e.path, res.body);
+    const want = normalise(e.path, e.body);
+    if (got !== want) { failures++; t.is(got, want, what); }
+  }
+  t.is(failures, 0);
+}
+
+test.serial('every plain request, from every source address, answers as the original', async (t) => {
+  await check(t, golden.plain, 'plain');
+});
+
+test.serial('event streams while keys change, then the after-state', async (t) => {
+  const streams: EventStream[] = [];
+  for (const path of fixture.watch.paths) streams.push(await openStream(`${base}${path}`, { localAddress: '127.0.0.1' }));
+  await new Promise((r) => setTimeout(r, 1000));
+  const client = etcdClient(cluster.etcd);
+  for (const m of fixture.watch.mutations) {
+    if (m.op === 'put') await client.put(m.key).value(m.value ?? '');
+    else await client.delete().key(m.key);
+    await new Promise((r) => setTimeout(r, m.wait ?? 800));
+  }
+  await new Promise((r) => setTimeout(r, 1200));
+  client.close();
+  for (const [i, w] of golden.watches.entries()) {
+    const s = streams[i]!;
+    s.close();
+    t.is(s.status, w.status, w.path);
+    const events = s.events.filter((e) => e.event !== 'heartbeat');
+    const want = w.events.filter((e) => e.event !== 'heartbeat');
+    t.deepEqual(events.map((e) => [e.event, normalise(w.path, e.data)]), want.map((e) => [e.event, normalise(w.path, e.data)]), w.path);
+    t.is(events[0]?.id, 1, `${w.path}: init is id 1`);
+    for (let j = 1; j < events.length; j++) t.true(events[j]!.id > events[j - 1]!.id, `${w.path}: ids increase`);
+    if (/heartbeat=\d/.test(w.path)) {
+      t.true(s.events.some((e) => e.event === 'heartbeat' && e.id === 0 && e.data === ''), `${w.path}: heartbeats`);
+    }
+  }
+  await check(t, golden.after, 'after');
+});
