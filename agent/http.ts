@@ -123,10 +123,9 @@ export class AgentHttp {
     }
     const endpoint = this.routes.get(path)!;
     const notReady = this.opts.notReadyReason();
-    if (notReady !== null) {
-      if (watch) return this.streamError(req.socket, res, notReady, done);
-      return this.plain(res, path, 503, notReady);
-    }
+    // Not synced yet: 503 for GET and watch alike (API.md §11 item 8) — an empty init would
+    // make webrouter or networkd drop their configuration.
+    if (notReady !== null) return this.plain(res, path, 503, notReady);
     const apiReq: ApiRequest = { path, query: (name) => params.get(name) ?? '', remoteIp: normalizeIp(req.socket.remoteAddress) };
     let resolved: { scope: string } | Answer;
     try {
@@ -135,8 +134,9 @@ export class AgentHttp {
       resolved = { status: 500, body: `internal error: ${(err as Error).message}` };
     }
     if (watch) {
-      if ('status' in resolved) return this.streamError(req.socket, res, resolved.body, done);
+      // The original refuses watch on localspecquery before any parameter or auth check.
       if (!endpoint.watchable) return this.streamError(req.socket, res, `${path.replace('/v2', '')} do not support watch action`, done);
+      if ('status' in resolved) return this.streamError(req.socket, res, resolved.body, done);
       const heartbeat = /^[+-]?\d+$/.test(params.get('heartbeat') ?? '') ? Number(params.get('heartbeat')) : 0;
       this.detach(req.socket, res);
       this.opts.onRequest?.(path, 200);

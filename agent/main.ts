@@ -25,6 +25,7 @@ const SPECS: FlagSpec[] = [
   { name: 'token-file', kind: 'string', default: '', help: 'file holding the bearer token the hubs require' },
   { name: 'ca-file', kind: 'string', default: '', help: 'CA certificate (PEM) to verify wss:// hubs' },
   { name: 'silence-timeout', kind: 'int', default: 15_000, help: 'milliseconds without a frame before a hub is considered dead' },
+  { name: 'reconnect-max', kind: 'int', default: 30_000, help: 'longest wait in milliseconds between hub connection attempts (full-jitter backoff from 200 ms)' },
   // Accepted so the original's systemd unit works unchanged; this agent serves no gRPC.
   { name: 'grpc.addr', kind: 'string', default: '', help: 'ignored (the original\'s gRPC mirror is not served)' },
   { name: 'grpc.TLS', kind: 'bool', default: false, help: 'ignored' },
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
     stateDir: (values['state-dir'] as string) || undefined,
     prefix: values.prefix as string,
     silenceTimeoutMs: values['silence-timeout'] as number,
+    backoffCapMs: values['reconnect-max'] as number,
   }, log).catch((e: Error) => fail(`cannot start: ${e.message}`));
   log.info({ version: VERSION, web: `${web.host || '*'}:${agent.port}`, hubs, noauth: values.noauth, ip: values.ip }, 'agent listening');
 

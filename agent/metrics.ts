@@ -6,7 +6,7 @@ import type { StreamHub } from './streams.js';
 
 export function agentMetrics(src: { cache: Cache; client: HubClient; streams: StreamHub; isStale: () => boolean }) {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'lainlet_agent_process_' });
+  client.collectDefaultMetrics({ register: registry, prefix: 'lainlet_agent_' });
   const requests = new client.Counter({ name: 'lainlet_agent_requests_total', help: 'HTTP requests by endpoint and status', labelNames: ['path', 'status'], registers: [registry] });
   new client.Gauge({ name: 'lainlet_agent_streams_open', help: 'open event streams', registers: [registry], collect() { this.set(src.streams.stats.open); } });
   new client.Counter({ name: 'lainlet_agent_stream_events_total', help: 'events written to event streams', registers: [registry], collect() { this.reset(); this.inc(src.streams.stats.eventsSent); } });

@@ -5,7 +5,7 @@ import type { Hub } from './hub.js';
 
 export function hubMetrics() {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'lainlet_hub_process_' });
+  client.collectDefaultMetrics({ register: registry, prefix: 'lainlet_hub_' });
   let hub: Hub | undefined;
   const gauge = (name: string, help: string, read: (h: Hub) => number) =>
     new client.Gauge({ name, help, registers: [registry], collect() { if (hub) this.set(read(hub)); } });

@@ -52,6 +52,8 @@ export class StoreSync {
 
   private relistNow: () => void = () => {};
   private catchingUp = false;
+  /** The last list was historical: once the watch is up, list the present to be current at once. */
+  private prefilling = false;
 
   /**
    * An agent came with a revision ahead of ours (it was on a hub that listed later). Our watch
@@ -88,9 +90,10 @@ export class StoreSync {
   private async listForPrefill(): Promise<ListResult | null> {
     try {
       const current = await this.store.currentRevision();
-      const at = current - this.prefillRevisions;
-      if (at < 1) return null;
+      const at = Math.max(1, current - this.prefillRevisions);
+      if (at >= current) return null;
       const listed = await this.store.list(this.prefix, at);
+      this.prefilling = true;
       this.log.info({ from: at, to: current }, 'replaying store history to fill the delta history');
       return listed;
     } catch (err) {
@@ -115,6 +118,7 @@ export class StoreSync {
       },
       onProgress: (rev) => this.state.advance(rev),
       onLost: (reason) => {
+        this.watch = undefined; // dead already; nothing to cancel
         this.log.warn({ reason, revision: this.state.revision }, 'store watch lost; listing again');
         this.relistNow();
       },
@@ -130,5 +134,12 @@ export class StoreSync {
       },
     });
     this.state.setStale(false);
+    if (this.prefilling) {
+      // The watch now replays history into the delta history; meanwhile a list of the present
+      // makes the hub current right away (its difference is published as one more delta, and
+      // replayed revisions at or below it are skipped).
+      this.prefilling = false;
+      this.catchUp();
+    }
   }
 }

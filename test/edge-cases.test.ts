@@ -233,8 +233,8 @@ test('§11.4: streamprocs gives a pod without containers no host and counts it d
   t.deepEqual(byApp['tcp-echo'], (JSON.parse(recordedEcho.body) as Record<string, unknown>)['tcp-echo']);
   t.deepEqual(Object.keys(byApp), ['stream-odd', 'stream-pending', 'tcp-echo']);
 
-  // One more dead pod and the guard refuses, as webrouter/streamrouter expect.
-  t.deepEqual(ask(full.endpoints, '/v2/streamrouter/streamprocs?appname=stream-pending'.replace('stream-pending', 'lostip')),
+  // A scope without any stream proc still gets the guard's error, as in the original.
+  t.deepEqual(ask(full.endpoints, '/v2/streamrouter/streamprocs?appname=lostip'),
     { status: 500, body: 'over half of the containers lost their IPs' });
 });
 
@@ -253,6 +253,43 @@ test('§11.5: an IP listed by two pod groups maps to the later key; when that on
   indexes.apply({ puts: [], dels: ['/lain/deployd/pod_groups/stale/stale.worker.worker'] });
   t.deepEqual(ask(endpoints, '/appname?ip=172.20.0.11'), { status: 200, body: '{"appname":"hello"}' });
   t.is(ask(endpoints, '/v2/procwatcher?appname=hello', '172.20.0.11').status, 200);
+});
+
+test('§5: a portal container fronting two services may read both, and no client of them', (t) => {
+  const { indexes, endpoints } = state(false);
+  const redisPortal = '/lain/deployd/depends/pods/redis-service.portal.portal-redis';
+  // A second portal key listing the same portal containers: 172.20.0.32 now fronts two services.
+  indexes.apply({ puts: [['/lain/deployd/depends/pods/webrouter.portal.portal-x', cluster.kvs[redisPortal]!]], dels: [] });
+  t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), ['redis-service', 'webrouter']);
+  t.deepEqual(ask(endpoints, '/appname?ip=172.20.0.32'), { status: 200, body: '{"appname":"redis-service"}' });
+  t.is(ask(endpoints, '/v2/procwatcher?appname=redis-service', '172.20.0.32').status, 200);
+  t.is(ask(endpoints, '/v2/procwatcher?appname=webrouter', '172.20.0.32').status, 200);
+  t.deepEqual(ask(endpoints, '/v2/procwatcher?appname=hello', '172.20.0.32'), { status: 400, body: 'authorize failed, no permission' });
+  // Portal IPs are never super, even when fronting a super app.
+  t.deepEqual(ask(endpoints, '/v2/nodes', '172.20.0.32'), { status: 400, body: 'authorize failed, super required' });
+});
+
+test('-noauth: every check passes; /appname still looks the address up', (t) => {
+  const indexes = small.indexes;
+  const endpoints = createEndpoints({ indexes, nodeIp: NODE_IP, hostname: HOSTNAME, noauth: true });
+  t.is(ask(endpoints, '/v2/nodes', '10.9.9.9').status, 200);
+  t.is(ask(endpoints, '/v2/configwatcher', '10.9.9.9').status, 200);
+  t.is(ask(endpoints, '/v2/procwatcher?appname=*', '10.9.9.9').body, '[]'); // lainlet looks up "*/"
+  t.is(ask(endpoints, '/v2/coreinfowatcher', '10.9.9.9').body, ask(small.endpoints, '/v2/coreinfowatcher').body);
+  t.deepEqual(ask(endpoints, '/appname', '10.9.9.9'), { status: 500, body: 'unkown address 10.9.9.9' });
+});
+
+test('IPv4-mapped and IPv6 loopback callers are local', (t) => {
+  t.is(ask(small.endpoints, '/v2/nodes', '::ffff:127.0.0.1').status, 200);
+  t.is(ask(small.endpoints, '/v2/nodes', '::1').status, 200);
+  t.is(ask(small.endpoints, `/v2/nodes`, `::ffff:${NODE_IP}`).status, 200);
+  t.is(ask(small.endpoints, '/v2/procwatcher?appname=hello', '::ffff:172.20.0.11').status, 200);
+});
+
+test('localspecquery without a node and without -ip is "empty key"', (t) => {
+  const endpoints = createEndpoints({ indexes: small.indexes, nodeIp: '', hostname: HOSTNAME, noauth: false });
+  t.deepEqual(ask(endpoints, '/v2/localspecquery', '127.0.0.1'), { status: 500, body: 'empty key' });
+  t.is(ask(endpoints, '/v2/localspecquery?nodeip=node1', '127.0.0.1').status, 200);
 });
 
 // ---- API.md §12 cases not covered by a recording ----

@@ -57,12 +57,10 @@ export interface IndexStats {
   badValues: BadValue[];
 }
 
-const INDEX_NAMES: readonly IndexName[] = ['config', 'podgroups', 'containers', 'depends', 'nodes'];
 const SUPER_APPS_DIR = 'super_apps/';
 
 /** One etcd prefix whose values become entries of one index. */
 interface ValueSlot {
-  readonly name: IndexName;
   /** Etcd prefix including the trailing "/", e.g. "/lain/config/". */
   readonly root: string;
   readonly index: { get(key: string): { raw: string } | undefined; keys(): readonly string[]; keysUnder(key: string): string[] };
@@ -247,7 +245,7 @@ export class Indexes implements AuthTables {
   private configSlot(root: string): ValueSlot {
     const index = this.configIndex;
     return {
-      name: 'config', root, index,
+      root, index,
       put: (key, raw) => {
         index.set(key, { key, raw });
         if (key.startsWith(SUPER_APPS_DIR)) this.auth.addSuperApp(key.slice(SUPER_APPS_DIR.length));
@@ -269,7 +267,7 @@ export class Indexes implements AuthTables {
       this.auth.updatePodGroup(key, before, after);
     };
     return {
-      name: 'podgroups', root, index,
+      root, index,
       put: (key, raw) => {
         const pg = this.decoders.podGroup(raw);
         const old = index.set({ key, raw, pg });
@@ -285,7 +283,7 @@ export class Indexes implements AuthTables {
   private dependsSlot(root: string): ValueSlot {
     const index = this.dependsIndex;
     return {
-      name: 'depends', root, index,
+      root, index,
       put: (key, raw) => {
         const value = this.decoders.depends(raw);
         const service = serviceNameOfPortal(key);
@@ -307,7 +305,7 @@ export class Indexes implements AuthTables {
   private nodeSlot(root: string): ValueSlot {
     const index = this.nodeIndex;
     return {
-      name: 'nodes', root, index,
+      root, index,
       put: (key, raw) => {
         index.set(key, { key, raw, json: this.decoders.node(raw) });
         this.record('nodes', key, false);

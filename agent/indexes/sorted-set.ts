@@ -36,13 +36,6 @@ export class SortedSet<T> {
     this.enqueue(false, item);
   }
 
-  clear(): void {
-    this.members.clear();
-    this.sorted = [];
-    this.queued = [];
-    this.rebuild = false;
-  }
-
   /** The members in order. The array belongs to the set: do not modify or keep it across changes. */
   view(): readonly T[] {
     this.flush();

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { Etcd2Store } from './etcd2.js';
 import { Etcd3Store } from './etcd3.js';
 import { MemoryStore } from './memory.js';
 import type { Store } from './types.js';
@@ -20,6 +21,9 @@ export function createStore(opts: { kind: string; endpoints: string[]; seedFile?
     case 'etcd3':
       if (opts.endpoints.length === 0) throw new Error('--etcd is required with --store etcd');
       return new Etcd3Store({ endpoints: opts.endpoints });
+    case 'etcd2':
+      if (opts.endpoints.length === 0) throw new Error('--etcd is required with --store etcd2');
+      return new Etcd2Store({ endpoints: opts.endpoints });
     case 'memory':
       return new MemoryStore(opts.seedFile ? readSeedFile(opts.seedFile) : undefined);
     default:

@@ -38,7 +38,8 @@ export class Etcd3Store implements Store {
       throw err;
     }
     const kvs: Array<[string, string]> = res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]);
-    return { revision: Number(res.header.revision), kvs };
+    // A historical read answers with the current revision in its header: the list is as of `atRevision`.
+    return { revision: atRevision ?? Number(res.header.revision), kvs };
   }
 
   async watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Promise<StoreWatch> {
@@ -50,7 +51,7 @@ export class Etcd3Store implements Store {
       lost = true;
       watcher.removeAllListeners();
       watcher.on('error', () => {});
-      void watcher.cancel().catch(() => {});
+      void cancelQuietly(watcher);
       handlers.onLost(reason);
     };
     watcher.on('data', (res) => {
@@ -73,10 +74,11 @@ export class Etcd3Store implements Store {
     watcher.on('end', () => lose('watch ended'));
     return {
       cancel: async () => {
+        if (lost) return; // already cancelled when it was lost
         lost = true;
         watcher.removeAllListeners();
         watcher.on('error', () => {});
-        await watcher.cancel().catch(() => {});
+        await cancelQuietly(watcher);
       },
     };
   }
@@ -84,6 +86,17 @@ export class Etcd3Store implements Store {
   async close(): Promise<void> {
     this.client.close();
   }
+}
+
+/**
+ * Cancels a watcher without waiting forever: a watcher etcd already cancelled (compaction)
+ * never gets the cancel acknowledgement the library waits for.
+ */
+function cancelQuietly(watcher: Watcher): Promise<void> {
+  return Promise.race([
+    watcher.cancel().catch(() => {}),
+    new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
+  ]);
 }
 
 type WatchEvent = { type: string; kv: { key: Buffer; value: Buffer; mod_revision: string } };

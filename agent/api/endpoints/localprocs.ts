@@ -3,7 +3,7 @@
 import { encodeString } from '../../../shared/gojson.js';
 import type { PodGroupEntry } from '../../indexes/index.js';
 import type { Endpoint } from '../types.js';
-import { appScope, defineEndpoint, joinFragments, memoize, ok, type EndpointContext } from './common.js';
+import { appScope, defineEndpoint, flatten, joinFragments, memoize, ok, type EndpointContext } from './common.js';
 import { objectByName } from './pod-group-maps.js';
 
 export function localProcs({ indexes, auth, hostname }: EndpointContext): Endpoint {
@@ -14,7 +14,7 @@ export function localProcs({ indexes, auth, hostname }: EndpointContext): Endpoi
       .filter((pod) => pod.containers.some((c) => c.nodeName === hostname))
       .map((pod) => `{"Annotation":${annotation},"AppVersion":${appVersion},"InstanceNo":${pod.instanceNo}}`);
     if (podInfos.length === 0) return { member: undefined };
-    return { member: `${encodeString(pg.name)}:{"PodInfos":${joinFragments('[', podInfos)}}` };
+    return { member: flatten(`${encodeString(pg.name)}:{"PodInfos":${joinFragments('[', podInfos)}}`) };
   });
   return defineEndpoint({
     path: '/v2/rebellion/localprocs',

@@ -4,7 +4,7 @@
 import { encodeString } from '../../../shared/gojson.js';
 import type { PodGroupEntry } from '../../indexes/index.js';
 import type { Endpoint } from '../types.js';
-import { TOO_MANY_DEAD, appScope, defineEndpoint, joinFragments, memoize, ok, serverError, type EndpointContext } from './common.js';
+import { TOO_MANY_DEAD, appScope, defineEndpoint, flatten, joinFragments, memoize, ok, serverError, type EndpointContext } from './common.js';
 
 interface StreamProc {
   /** The encoded proc: {"Name","Upstreams","Services"}. */
@@ -27,7 +27,7 @@ const streamProcOf = memoize(({ pg }: PodGroupEntry): StreamProc => {
     .sort((a, b) => a.listen - b.listen)
     .map((p) => `{"UpstreamPort":${p.upstream},"ListenPort":${p.listen},"Send":"","Expect":""}`);
   const json = `{"Name":${encodeString(pg.name)},"Upstreams":${joinFragments('[', upstreams)},"Services":${joinFragments('[', services)}}`;
-  return { json, pods: pg.pods.length, alive };
+  return { json: flatten(json), pods: pg.pods.length, alive };
 });
 
 export function streamProcs({ indexes, auth }: EndpointContext): Endpoint {

@@ -5,7 +5,7 @@
 import { encodeString } from '../../../shared/gojson.js';
 import type { PodGroupEntry } from '../../indexes/index.js';
 import type { Endpoint } from '../types.js';
-import { TOO_MANY_DEAD, appScope, defineEndpoint, joinFragments, memoize, ok, serverError, type EndpointContext } from './common.js';
+import { TOO_MANY_DEAD, appScope, defineEndpoint, flatten, joinFragments, memoize, ok, serverError, type EndpointContext } from './common.js';
 import { objectByName } from './pod-group-maps.js';
 
 export function isWebProc(name: string): boolean {
@@ -30,7 +30,7 @@ const webProcOf = memoize(({ pg }: PodGroupEntry): WebProc => {
     const containers = pod.containers.map((c, j) => `{"ContainerIp":${encodeString(c.containerIp)},"Expose":${pg.containerSpecs[j]?.expose ?? 0}}`);
     return `{"Annotation":${annotation},"ContainerInfos":${joinFragments('[', containers)}}`;
   });
-  return { member: `${encodeString(pg.name)}:{"PodInfos":${joinFragments('[', podInfos)}}`, pods: pg.pods.length, alive };
+  return { member: flatten(`${encodeString(pg.name)}:{"PodInfos":${joinFragments('[', podInfos)}}`), pods: pg.pods.length, alive };
 });
 
 export function webProcs({ indexes, auth }: EndpointContext): Endpoint {

@@ -1,0 +1,95 @@
+// Go encoding/json byte compatibility (API.md §6). Expected strings are Go's json.Marshal output.
+import test from 'ava';
+import {
+  RawJson, compareUtf8, encode, encodeGeneric, encodeNumber, encodeObjectOfFragments, encodeString, encodeStringsOrNull,
+} from '../shared/gojson.js';
+
+test('plain strings take the fast path unchanged', (t) => {
+  t.is(encodeString(''), '""');
+  t.is(encodeString('hello.web.web'), '"hello.web.web"');
+  t.is(encodeString('中文 é DEL\u007f'), '"中文 é DEL\u007f"');
+});
+
+test('HTML characters are escaped as Go does', (t) => {
+  t.is(encodeString('<b>bold</b> & "quoted" \'single\''), '"\\u003cb\\u003ebold\\u003c/b\\u003e \\u0026 \\"quoted\\" \'single\'"');
+});
+
+test('U+2028 and U+2029 are escaped', (t) => {
+  t.is(encodeString('a\u2028b\u2029c'), '"a\\u2028b\\u2029c"');
+});
+
+test('control characters: \\n \\r \\t short, everything else \\u00XX in lower-case hex', (t) => {
+  t.is(encodeString('\n\r\t'), '"\\n\\r\\t"');
+  t.is(encodeString('\b\f'), '"\\u0008\\u000c"');
+  t.is(encodeString('\u0000\u001b\u001f'), '"\\u0000\\u001b\\u001f"');
+});
+
+test('an escaped backslash followed by b or f is not mistaken for \\b or \\f', (t) => {
+  t.is(encodeString('C:\\bin\\fonts'), '"C:\\\\bin\\\\fonts"');
+  t.is(encodeString('\\\b'), '"\\\\\\u0008"');
+  t.is(encodeString('\\<'), '"\\\\\\u003c"');
+});
+
+test('lone surrogates become U+FFFD; pairs stay raw', (t) => {
+  t.is(encodeString('a\ud800b'), '"a\ufffdb"');
+  t.is(encodeString('\udc00'), '"\ufffd"');
+  t.is(encodeString('🚀 <'), '"🚀 \\u003c"');
+});
+
+test('numbers are written as Go writes float64: 1e+21, 1e-7, -0', (t) => {
+  t.is(encodeNumber(22), '22');
+  t.is(encodeNumber(16658804736), '16658804736');
+  t.is(encodeNumber(1e21), '1e+21');
+  t.is(encodeNumber(1e20), '100000000000000000000');
+  t.is(encodeNumber(0.0000001), '1e-7');
+  t.is(encodeNumber(0.000001), '0.000001');
+  t.is(encodeNumber(-0), '-0');
+  t.is(encodeNumber(0), '0');
+  t.is(encodeNumber(-1.5), '-1.5');
+  t.throws(() => encodeNumber(Infinity));
+});
+
+test('compareUtf8 orders by code point: astral characters after U+E000-U+FFFF', (t) => {
+  const astral = '\u{1F680}'; // surrogate pair D83D DE80
+  const privateUse = '\uE000';
+  const fffd = '\uFFFD';
+  t.true(astral < privateUse, 'JS default order differs');
+  t.true(compareUtf8(astral, privateUse) > 0);
+  t.true(compareUtf8(astral, fffd) > 0);
+  t.true(compareUtf8(privateUse, astral) < 0);
+  t.deepEqual([astral, fffd, 'z', privateUse, 'a', '\uD7FF'].sort(compareUtf8), ['a', 'z', '\uD7FF', privateUse, fffd, astral]);
+  t.is(compareUtf8('abc', 'abc'), 0);
+  t.true(compareUtf8('ab', 'abc') < 0);
+  t.true(compareUtf8('hello-world/x', 'hello/x') < 0);
+  t.true(compareUtf8('\u{10000}', '\u{10001}') < 0);
+});
+
+test('Maps encode as Go maps: keys sorted byte-wise', (t) => {
+  const m = new Map<string, unknown>([['\u{1F680}', 1], ['\uE000', 2], ['b', 3], ['a', 4]]);
+  t.is(encode(m), '{"a":4,"b":3,"\uE000":2,"\u{1F680}":1}');
+});
+
+test('plain objects encode as structs: fields in insertion order', (t) => {
+  t.is(encode({ Name: 'x', Upstreams: [], Services: null, Ok: true, N: 3 }), '{"Name":"x","Upstreams":[],"Services":null,"Ok":true,"N":3}');
+});
+
+test('RawJson fragments are embedded verbatim', (t) => {
+  t.is(encode([new RawJson('{"a":1}'), 'x']), '[{"a":1},"x"]');
+});
+
+test('encodeGeneric re-encodes arbitrary JSON like Go re-encodes interface{}', (t) => {
+  const node8 = JSON.parse('{"name": "node8", "huge": 1e21, "tiny": 0.0000001, "neg": -0.0, "labels": {"zone": "b", "disk": "ssd"}, "cpus": [0, 1], "ok": true, "nothing": null, "html": "<a&b>"}');
+  t.is(encodeGeneric(node8),
+    '{"cpus":[0,1],"html":"\\u003ca\\u0026b\\u003e","huge":1e+21,"labels":{"disk":"ssd","zone":"b"},"name":"node8","neg":-0,"nothing":null,"ok":true,"tiny":1e-7}');
+});
+
+test('string slices keep nil as null', (t) => {
+  t.is(encodeStringsOrNull(null), 'null');
+  t.is(encodeStringsOrNull([]), '[]');
+  t.is(encodeStringsOrNull(['a<', 'b']), '["a\\u003c","b"]');
+});
+
+test('encodeObjectOfFragments builds an object from encoded values in the given order', (t) => {
+  t.is(encodeObjectOfFragments([['b<', '1'], ['a', '{"x":[]}']]), '{"b\\u003c":1,"a":{"x":[]}}');
+  t.is(encodeObjectOfFragments([]), '{}');
+});

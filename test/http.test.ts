@@ -1,0 +1,183 @@
+// The agent's HTTP layer (API.md §2, golden/transcripts/http-misc.txt): routing, the two 404s,
+// HEAD, trailing slash, watch parsing, HTTP/1.0, IPv4-mapped peers, 503 before the first sync,
+// slow stream clients. The hub runs in-process on the memory store: this is the HTTP layer's
+// unit test; the real-etcd path is in integration.test.ts and golden.test.ts.
+import test from 'ava';
+import net from 'node:net';
+import { startAgent, type Agent } from '../agent/agent.js';
+import { startHub, type Hub } from '../hub/hub.js';
+import { MemoryStore } from '../hub/store/memory.js';
+import { silentLogger } from '../shared/log.js';
+import { VERSION } from '../shared/version.js';
+import { fixtureKvs } from './helpers/cluster.js';
+import { freePort } from './helpers/ports.js';
+import { httpGet, openStream, rawRequest, waitFor } from './helpers/procs.js';
+
+let store: MemoryStore;
+let hub: Hub;
+let agent: Agent;
+let base: string;
+
+async function agentOn(hubs: string[], over: Partial<Parameters<typeof startAgent>[0]> = {}): Promise<Agent> {
+  return startAgent({ host: '127.0.0.1', port: 0, nodeIp: '127.0.0.1', hostname: 'node1', noauth: false, hubs, ...over }, silentLogger);
+}
+
+test.before(async () => {
+  store = new MemoryStore(fixtureKvs('cluster-small'));
+  hub = await startHub({ store, prefix: '/lain/', host: '127.0.0.1', port: 0, historyMaxCount: 100, historyMaxBytes: 1 << 24, maxBackpressure: 1 << 26, progressIntervalMs: 500 }, silentLogger);
+  await hub.ready;
+  agent = await agentOn([`ws://127.0.0.1:${hub.port}`]);
+  base = `http://127.0.0.1:${agent.port}`;
+  await waitFor(() => agent.cache.hasState, { timeoutMs: 5000, message: 'agent sync' });
+});
+
+test.after.always(async () => {
+  await agent?.stop();
+  await hub?.stop();
+});
+
+test('HEAD runs GET and keeps Content-Length without a body', async (t) => {
+  const res = await httpGet(`${base}/v2/configwatcher?target=domain`, { method: 'HEAD' });
+  t.is(res.status, 200);
+  t.is(res.headers['content-length'], '23');
+  t.is(res.body, '');
+});
+
+test('wrong method on a known path: Go\'s 404 page not found', async (t) => {
+  for (const path of ['/v2/configwatcher?target=domain', '/version']) {
+    const res = await httpGet(`${base}${path}`, { method: 'POST' });
+    t.is(res.status, 404);
+    t.is(res.body, '404 page not found\n');
+    t.is(res.headers['x-content-type-options'], 'nosniff');
+  }
+});
+
+test('unknown paths, any method: 404 not found', async (t) => {
+  for (const [method, path] of [['PUT', '/nosuch'], ['GET', '//v2/configwatcher?target=domain'], ['GET', '/V2/configwatcher'], ['GET', '/v2'], ['GET', '/v2/'], ['GET', '/v2/localspecwatcherx']]) {
+    const res = await httpGet(`${base}${path}`, { method });
+    t.is(res.status, 404, `${method} ${path}`);
+    t.is(res.body, '404 not found');
+  }
+});
+
+test('one trailing slash is accepted', async (t) => {
+  t.is((await httpGet(`${base}/version/`)).body, VERSION);
+  t.is((await httpGet(`${base}/v2/configwatcher/?target=domain`)).body, '{"domain":"lain.local"}');
+  t.is((await httpGet(`${base}/v2/configwatcher//?target=domain`)).status, 404);
+});
+
+test('watch is on for any value but "", "0" and "false"; the first value of a parameter wins', async (t) => {
+  for (const v of ['0', 'false', '']) {
+    const res = await httpGet(`${base}/v2/configwatcher?target=domain&watch=${v}`);
+    t.is(res.body, '{"domain":"lain.local"}', `watch=${v}`);
+  }
+  t.is((await httpGet(`${base}/v2/configwatcher?target=domain&target=vip`)).body, '{"domain":"lain.local"}');
+  for (const v of ['False', '1', 'yes', 'true']) {
+    const s = await openStream(`${base}/v2/configwatcher?target=domain&watch=${v}`);
+    const [init] = await s.waitForEvents(1, 2000);
+    t.is(s.headers['content-type'], 'text/event-stream', `watch=${v}`);
+    t.deepEqual([init!.id, init!.event, init!.data], [1, 'init', '{"domain":"lain.local"}']);
+    s.close();
+  }
+});
+
+test('the event stream is written raw, exactly like the original', async (t) => {
+  const port = agent.port;
+  const bytes = await rawRequest(port, '127.0.0.1', 'GET /v2/configwatcher?target=domain&watch=1 HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 500 });
+  t.is(bytes.toString(), 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nVary: Accept-Encoding\r\n\r\nid: 1\nevent: init\ndata: {"domain":"lain.local"}\n\n');
+});
+
+test('POST with watch=1: the header block, then the connection closes with no events', async (t) => {
+  const bytes = await rawRequest(agent.port, '127.0.0.1', 'POST /v2/configwatcher?target=domain&watch=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n', { timeoutMs: 2000 });
+  t.is(bytes.toString(), 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nVary: Accept-Encoding\r\n\r\n');
+});
+
+test('HEAD with watch=1 still writes the stream; heartbeat=abc means no heartbeats', async (t) => {
+  const head = await rawRequest(agent.port, '127.0.0.1', 'HEAD /v2/configwatcher?target=domain&watch=1 HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 500 });
+  t.regex(head.toString(), /\r\n\r\nid: 1\nevent: init\ndata: \{"domain":"lain.local"\}\n\n$/);
+  const s = await openStream(`${base}/v2/configwatcher?target=domain&watch=1&heartbeat=abc`);
+  await new Promise((r) => setTimeout(r, 1300));
+  t.deepEqual(s.events.map((e) => e.event), ['init']);
+  s.close();
+});
+
+test('heartbeats: id 0, no data line, every N seconds', async (t) => {
+  const s = await openStream(`${base}/v2/configwatcher?target=domain&watch=1&heartbeat=1`);
+  await s.waitFor((e) => e.event === 'heartbeat', 2500);
+  t.true(s.raw().includes('\n\nid: 0\nevent: heartbeat\n\n'));
+  s.close();
+});
+
+test('HTTP/1.0 clients, with or without a Host header, get complete answers', async (t) => {
+  for (const req of ['GET /v2/configwatcher?target=domain HTTP/1.0\r\n\r\n', 'GET /v2/configwatcher?target=domain HTTP/1.0\r\nHost: lainlet.lain:9001\r\n\r\n']) {
+    const bytes = (await rawRequest(agent.port, '127.0.0.1', req, { timeoutMs: 3000 })).toString();
+    t.regex(bytes, /^HTTP\/1\.1 200 OK\r\n/);
+    t.regex(bytes, /\r\nContent-Length: 23\r\n/i);
+    t.true(bytes.endsWith('\r\n\r\n{"domain":"lain.local"}'), bytes);
+  }
+  const noHost11 = (await rawRequest(agent.port, '127.0.0.1', 'GET /version HTTP/1.1\r\nConnection: close\r\n\r\n', { timeoutMs: 3000 })).toString();
+  t.true(noHost11.endsWith(VERSION));
+});
+
+test('/debug keeps the two fields monitoring reads', async (t) => {
+  const d = JSON.parse((await httpGet(`${base}/debug`)).body) as Record<string, unknown>;
+  t.is(typeof d.connections, 'number');
+  t.is(typeof d.goroutines, 'number');
+  t.true((d.connections as number) >= 1);
+});
+
+test('IPv4-mapped peers on a dual-stack listener are normalised before auth', async (t) => {
+  const dual = await startAgent({ host: '::', port: 0, nodeIp: '10.9.9.9', hostname: 'node1', noauth: false, hubs: [`ws://127.0.0.1:${hub.port}`] }, silentLogger);
+  try {
+    await waitFor(() => dual.cache.hasState, { timeoutMs: 5000, message: 'dual agent sync' });
+    const local = await httpGet(`http://127.0.0.1:${dual.port}/v2/configwatcher?target=vip`, { localAddress: '127.0.0.1' });
+    t.is(local.status, 200, 'peer ::ffff:127.0.0.1 is local');
+    const other = await httpGet(`http://127.0.0.1:${dual.port}/v2/configwatcher?target=vip`, { localAddress: '127.0.0.2' });
+    t.is(other.status, 400);
+    t.is(other.body, 'authorize failed, super required');
+  } finally {
+    await dual.stop();
+  }
+});
+
+test('before the first sync every /v2 request answers 503 with a one-line reason', async (t) => {
+  const closedPort = await freePort();
+  const lonely = await agentOn([`ws://127.0.0.1:${closedPort}`]);
+  try {
+    const lb = `http://127.0.0.1:${lonely.port}`;
+    for (const path of ['/v2/configwatcher?target=domain', '/v2/webrouter/webprocs', '/v2/configwatcher?target=domain&watch=1', '/appname?ip=1.2.3.4']) {
+      const res = await httpGet(`${lb}${path}`);
+      t.is(res.status, 503, path);
+      t.regex(res.body, /^[^\n]+$/);
+    }
+    t.is((await httpGet(`${lb}/debug`)).status, 200);
+    t.is((await httpGet(`${lb}/version`)).status, 200);
+  } finally {
+    await lonely.stop();
+  }
+});
+
+test('a stream client that stops reading is disconnected, not buffered without bound', async (t) => {
+  const small = await agentOn([`ws://127.0.0.1:${hub.port}`], { maxStreamBufferBytes: 256 * 1024 });
+  try {
+    await waitFor(() => small.cache.hasState, { timeoutMs: 5000, message: 'sync' });
+    const sock = net.connect(small.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    sock.write('GET /v2/configwatcher?target=slow/&watch=1 HTTP/1.1\r\nHost: x\r\n\r\n');
+    sock.pause();
+    sock.on('error', () => {});
+    const debug = async () => JSON.parse((await httpGet(`http://127.0.0.1:${small.port}/debug`)).body) as { streams: { closedSlow: number; open: number } };
+    await waitFor(async () => (await debug()).streams.open === 1, { timeoutMs: 2000, message: 'stream open' });
+    const big = 'y'.repeat(256 * 1024);
+    for (let i = 0; i < 60 && (await debug()).streams.closedSlow === 0; i++) {
+      store.put(`/lain/config/slow/k${i % 3}`, big + i);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const d = await debug();
+    t.true(d.streams.closedSlow >= 1, 'closed for not reading');
+    t.is(d.streams.open, 0);
+    sock.destroy();
+  } finally {
+    await small.stop();
+  }
+});

@@ -1,0 +1,315 @@
+// The indexes: incremental updates, delete semantics (API.md §11 item 1), bad values (item 2)
+// and the authorization tables (item 5).
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import type { IndexChanges } from '../agent/api/types.js';
+import { Indexes, type IndexesOptions } from '../agent/indexes.js';
+import { SortedSet } from '../agent/indexes/sorted-set.js';
+import { KeyedIndex } from '../agent/indexes/keyed-index.js';
+import { decodePodGroup } from '../agent/model/podgroup.js';
+import { compareUtf8 } from '../shared/gojson.js';
+
+const cluster = JSON.parse(readFileSync('/work/shared/fixtures/cluster-small.json', 'utf8')) as {
+  kvs: Record<string, string>;
+  watch: { mutations: Array<{ op: string; key: string; value?: string }> };
+};
+const edge = JSON.parse(readFileSync('/work/shared/fixtures/edge-cases.json', 'utf8')) as Record<string, string>;
+const PG = '/lain/deployd/pod_groups/';
+const HELLO_WEB = `${PG}hello/hello.web.web`;
+const HELLO_WEB_MOVED = cluster.watch.mutations.find((m) => m.key === HELLO_WEB)!.value!;
+
+function counting(options: IndexesOptions = {}) {
+  const decoded: string[] = [];
+  const indexes = new Indexes({
+    ...options,
+    decoders: { podGroup: (raw) => { decoded.push(decodePodGroup(raw).name); return decodePodGroup(raw); } },
+  });
+  return { indexes, decoded };
+}
+
+function loaded(options: IndexesOptions = {}) {
+  const c = counting(options);
+  c.indexes.reset(Object.entries(cluster.kvs));
+  c.decoded.length = 0;
+  return c;
+}
+
+function keysOf(changes: IndexChanges, index: keyof IndexChanges): string[] {
+  return (changes[index] ?? []).map((c) => `${c.key}${c.deleted ? ' (deleted)' : ''}`).sort();
+}
+
+// ---- incremental updates ----
+
+test('a pod-group change decodes that one value and reports only the keys it touched', (t) => {
+  const { indexes, decoded } = loaded();
+  const generations = { ...indexes.stats().generations };
+  const changes = indexes.apply({ puts: [[HELLO_WEB, HELLO_WEB_MOVED]], dels: [] });
+  t.deepEqual(decoded, ['hello.web.web']);
+  t.deepEqual(Object.keys(changes).sort(), ['containers', 'podgroups']);
+  t.deepEqual(keysOf(changes, 'podgroups'), ['hello/hello.web.web']);
+  // Instance 1 changed its IP; its container is listed under its node name and its node IP.
+  const id = '1f1ae8881a56201d7c206c6492b15f849542fa01d20a631c3d9225acd48e60e7';
+  t.deepEqual(keysOf(changes, 'containers'), [`192.168.77.21/${id}`, `node1/${id}`]);
+  const after = indexes.stats().generations;
+  t.is(after.podgroups, generations.podgroups + 1);
+  t.is(after.containers, generations.containers + 1);
+  t.is(after.config, generations.config);
+  t.is(after.nodes, generations.nodes);
+});
+
+test('rewriting a value unchanged decodes nothing and changes nothing', (t) => {
+  const { indexes, decoded } = loaded();
+  const generations = indexes.stats().generations;
+  t.deepEqual(indexes.apply({ puts: [[HELLO_WEB, cluster.kvs[HELLO_WEB]!], ['/lain/config/domain', 'lain.local']], dels: [] }), {});
+  t.deepEqual(decoded, []);
+  t.deepEqual(indexes.stats().generations, generations);
+});
+
+test('a config change decodes no pod group', (t) => {
+  const { indexes, decoded } = loaded();
+  const changes = indexes.apply({ puts: [['/lain/config/domain', 'example.com']], dels: [] });
+  t.deepEqual(decoded, []);
+  t.deepEqual(changes, { config: [{ key: 'domain', deleted: false }] });
+  t.is(indexes.config.get('domain')!.raw, 'example.com');
+});
+
+test('one change in a large cluster decodes one value', (t) => {
+  const { indexes, decoded } = counting();
+  const template = cluster.kvs[`${PG}tcp-echo/tcp-echo.worker.echo`]!;
+  const big: Array<[string, string]> = [];
+  const ids = decodePodGroup(template).pods.flatMap((p) => p.containers.map((c) => c.id));
+  for (let i = 0; i < 2000; i++) {
+    // Every app gets its own container ids (container keys are `<node>/<id>`).
+    let value = template.replaceAll('tcp-echo', `app${i}`);
+    for (const id of ids) value = value.replaceAll(id, id.slice(0, 58) + String(i).padStart(6, '0'));
+    big.push([`${PG}app${i}/app${i}.worker.echo`, value]);
+  }
+  indexes.reset(big);
+  t.is(decoded.length, 2000);
+  t.is(indexes.podGroups.size, 2000);
+  decoded.length = 0;
+  const changes = indexes.apply({ puts: [[`${PG}app7/app7.worker.echo`, big[7]![1].replace('"InstanceNo":1', '"InstanceNo":9')]], dels: [] });
+  t.deepEqual(decoded, ['app7.worker.echo']);
+  t.deepEqual(keysOf(changes, 'podgroups'), ['app7/app7.worker.echo']);
+  t.is(changes.containers!.length, 2); // one container, under its two keys
+});
+
+test('reset reports the difference from what was held', (t) => {
+  const { indexes, decoded } = loaded();
+  const snapshot = Object.entries(cluster.kvs).filter(([k]) => k !== '/lain/config/vip');
+  snapshot.push(['/lain/config/domain', 'other.local']);
+  const changes = indexes.reset(snapshot);
+  t.deepEqual(decoded, []);
+  t.deepEqual(keysOf(changes, 'config'), ['domain', 'vip (deleted)']);
+  t.deepEqual(Object.keys(changes), ['config']);
+});
+
+test('the sorted views stay ordered through incremental and bulk changes', (t) => {
+  const set = new SortedSet<string>(compareUtf8);
+  const reference = new Set<string>();
+  let seed = 42;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const words = ['a', 'b', '\uE000', '\u{1F680}', 'ab', 'a/b', 'a.b', ''];
+  for (let round = 0; round < 200; round++) {
+    const batch = random() < 0.1 ? 300 : 3; // mostly small changes, sometimes a bulk load
+    for (let i = 0; i < batch; i++) {
+      const word = words[Math.floor(random() * words.length)]! + Math.floor(random() * 50);
+      if (random() < 0.6) { set.add(word); reference.add(word); } else { set.delete(word); reference.delete(word); }
+    }
+    t.deepEqual(set.view(), [...reference].sort(compareUtf8));
+  }
+});
+
+test('lookups: "" is everything, an exact key wins over the prefix, otherwise the prefix', (t) => {
+  const index = new KeyedIndex<string>();
+  for (const k of ['vip', 'vips/1', 'vips/2', 'vipx', 'domain']) index.set(k, k);
+  t.deepEqual(index.lookup(''), ['domain', 'vip', 'vips/1', 'vips/2', 'vipx']);
+  t.deepEqual(index.lookup('vip'), ['vip']);
+  t.deepEqual(index.lookup('vi'), ['vip', 'vips/1', 'vips/2', 'vipx']);
+  t.deepEqual(index.lookup('vips/'), ['vips/1', 'vips/2']);
+  t.deepEqual(index.lookup('nosuch'), []);
+});
+
+// ---- API.md §11 item 1: deletes are by key ----
+
+test('deleting a key never removes keys that merely share its string prefix', (t) => {
+  const { indexes } = loaded();
+  const changes = indexes.apply({ puts: [], dels: ['/lain/config/vip'] });
+  t.deepEqual(changes, { config: [{ key: 'vip', deleted: true }] });
+  t.deepEqual(indexes.config.lookup('vips/').length, 3);
+});
+
+test('deleting a pod-group directory removes exactly what is under it', (t) => {
+  const { indexes } = loaded();
+  const hello = cluster.kvs[HELLO_WEB]!;
+  indexes.apply({
+    puts: [[`${PG}hello-world/hello-world.web.web`, hello], [`${PG}hello/hello.web.webx`, hello]],
+    dels: [],
+  });
+  let changes = indexes.apply({ puts: [], dels: [`${PG}hello/hello.web.web`] });
+  t.deepEqual(keysOf(changes, 'podgroups'), ['hello/hello.web.web (deleted)']);
+  t.truthy(indexes.podGroups.get('hello/hello.web.webx'));
+
+  changes = indexes.apply({ puts: [], dels: [`${PG}hello`] });
+  t.deepEqual(keysOf(changes, 'podgroups'), ['hello/hello.web.webx (deleted)', 'hello/hello.worker.cron (deleted)']);
+  t.truthy(indexes.podGroups.get('hello-world/hello-world.web.web'));
+  // Its containers and auth entries stay too (hello-world carries hello's value, so its IPs).
+  t.is(indexes.appOfContainerIp('172.20.0.11'), 'hello');
+  t.is(indexes.appOfContainerIp('172.20.0.14'), undefined);
+});
+
+test('deleting an ancestor of an index root empties that index', (t) => {
+  const { indexes } = loaded();
+  const changes = indexes.apply({ puts: [], dels: ['/lain/deployd'] });
+  t.is(indexes.podGroups.size, 0);
+  t.is(indexes.containers.size, 0);
+  t.is(indexes.depends.size, 0);
+  t.true(indexes.config.size > 0);
+  t.deepEqual(Object.keys(changes).sort(), ['containers', 'depends', 'podgroups']);
+  t.is(indexes.appOfContainerIp('172.20.0.11'), undefined);
+  t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), []);
+});
+
+// ---- API.md §11 item 2: one bad value harms only itself ----
+
+test('a bad value keeps the previous good one served, is listed in stats and logged once', (t) => {
+  const warnings: object[] = [];
+  const { indexes } = loaded({ logger: { warn: (obj) => warnings.push(obj) } });
+  const before = indexes.podGroups.get('hello/hello.web.web')!;
+  const bad = '{"Spec": "should be an object", "Pods": []}';
+  t.deepEqual(indexes.apply({ puts: [[HELLO_WEB, bad]], dels: [] }), {});
+  t.deepEqual(indexes.apply({ puts: [[HELLO_WEB, bad]], dels: [] }), {});
+  t.is(indexes.podGroups.get('hello/hello.web.web'), before);
+  t.is(warnings.length, 1);
+  t.deepEqual(indexes.stats().badValues.map(({ key, servingPrevious }) => ({ key, servingPrevious })), [{ key: HELLO_WEB, servingPrevious: true }]);
+  t.regex(indexes.stats().badValues[0]!.error, /Spec/);
+
+  // A good value replaces it and clears the report.
+  indexes.apply({ puts: [[HELLO_WEB, HELLO_WEB_MOVED]], dels: [] });
+  t.deepEqual(indexes.stats().badValues, []);
+  t.is(indexes.podGroups.get('hello/hello.web.web')!.pg.pods[0]!.containers[0]!.containerIp, '172.20.0.99');
+
+  // A bad value for a new key is not served at all; deleting the key forgets the report.
+  indexes.apply({ puts: [[`${PG}broken/broken.web.web`, 'not json']], dels: [] });
+  t.is(indexes.podGroups.get('broken/broken.web.web'), undefined);
+  t.is(indexes.stats().badValues[0]!.servingPrevious, false);
+  indexes.apply({ puts: [], dels: [`${PG}broken/broken.web.web`] });
+  t.deepEqual(indexes.stats().badValues, []);
+});
+
+test('decoding follows Go: case-insensitive keys, null is the zero value, wrong types name the field', (t) => {
+  const lower = decodePodGroup(edge[`${PG}lowercase/lowercase.worker.worker`]!);
+  t.is(lower.namespace, 'lowercase');
+  t.is(lower.pods[0]!.instanceNo, 1);
+  t.is(lower.pods[0]!.containers[0]!.containerIp, '172.20.1.111');
+  t.is(lower.pods[0]!.containers[0]!.runtimeEnv!.at(-1), 'DEPLOYD_POD_NAMESPACE=lowercase');
+
+  const empty = decodePodGroup('null');
+  t.deepEqual([empty.name, empty.pods, empty.containerSpecs], ['', [], []]);
+  t.deepEqual(decodePodGroup('{"Pods": null}').pods, []);
+
+  t.throws(() => decodePodGroup('{"Pods": [{"InstanceNo": "1"}]}'), { message: /Pods\[0\]\.InstanceNo/ });
+  t.throws(() => decodePodGroup('{"Pods": [{"InstanceNo": 1.5}]}'), { message: /InstanceNo/ });
+  t.throws(() => decodePodGroup('[1]'));
+  t.throws(() => decodePodGroup('{"Spec": {"Pod": {"Containers": [{"Env": [1]}]}}}'), { message: /Env\[0\]/ });
+});
+
+test('node values: objects and null are kept, anything else is reported', (t) => {
+  const { indexes } = loaded();
+  indexes.apply({
+    puts: [
+      ['/lain/nodes/nodes/a:1:22', 'null'],
+      ['/lain/nodes/nodes/b:1:22', '["x"]'],
+      ['/lain/nodes/nodes/c:1:22', ''],
+      ['/lain/nodes/nodes/d:1:22', ' {"z": -0.0, "a": 1e400}'],
+    ],
+    dels: [],
+  });
+  t.is(indexes.nodes.get('a:1:22')!.json, 'null');
+  t.deepEqual(indexes.stats().badValues.map((b) => b.key).sort(),
+    ['/lain/nodes/nodes/b:1:22', '/lain/nodes/nodes/c:1:22', '/lain/nodes/nodes/d:1:22']);
+});
+
+// ---- API.md §11 item 5: the auth tables reflect the current state ----
+
+test('an IP that left a pod group no longer maps to its app', (t) => {
+  const { indexes } = loaded();
+  t.is(indexes.appOfContainerIp('172.20.0.11'), 'hello');
+  indexes.apply({ puts: [[HELLO_WEB, HELLO_WEB_MOVED]], dels: [] });
+  t.is(indexes.appOfContainerIp('172.20.0.11'), undefined);
+  t.is(indexes.appOfContainerIp('172.20.0.99'), 'hello');
+  indexes.apply({ puts: [], dels: [`${PG}hello/hello.worker.cron`] });
+  t.is(indexes.appOfContainerIp('172.20.0.14'), undefined);
+});
+
+test('an IP listed by two pod groups maps to the later key, whatever the write order', (t) => {
+  const stale = edge[`${PG}stale/stale.worker.worker`]!;
+  for (const order of ['stale first', 'hello first'] as const) {
+    const indexes = new Indexes();
+    const puts: Array<[string, string]> = [[`${PG}stale/stale.worker.worker`, stale], [HELLO_WEB, cluster.kvs[HELLO_WEB]!]];
+    indexes.apply({ puts: order === 'stale first' ? puts : puts.reverse(), dels: [] });
+    t.is(indexes.appOfContainerIp('172.20.0.11'), 'stale', order);
+    indexes.apply({ puts: [], dels: [`${PG}stale/stale.worker.worker`] });
+    t.is(indexes.appOfContainerIp('172.20.0.11'), 'hello', order);
+  }
+});
+
+test('a container key listed by two pod groups is served from the later key and survives the other\'s delete', (t) => {
+  const indexes = new Indexes();
+  const hello = cluster.kvs[HELLO_WEB]!;
+  const copy = hello.replaceAll('"Namespace":"hello"', '"Namespace":"zcopy"');
+  const key = 'node1/1f1ae8881a56201d7c206c6492b15f849542fa01d20a631c3d9225acd48e60e7';
+  indexes.apply({ puts: [[HELLO_WEB, hello], [`${PG}zcopy/hello.web.web`, copy]], dels: [] });
+  t.is(indexes.containers.get(key)!.info.app, 'zcopy');
+  const changes = indexes.apply({ puts: [], dels: [`${PG}zcopy/hello.web.web`] });
+  t.is(indexes.containers.get(key)!.info.app, 'hello');
+  t.true(changes.containers!.some((c) => c.key === key && !c.deleted));
+  indexes.apply({ puts: [], dels: [HELLO_WEB] });
+  t.is(indexes.containers.size, 0);
+});
+
+test('portal IPs map to the service of their depends key, and are forgotten with it', (t) => {
+  const { indexes } = loaded();
+  const portal = '/lain/deployd/depends/pods/redis-service.portal.portal-redis';
+  t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), ['redis-service']);
+  indexes.apply({ puts: [[portal, '{"node2": {}}']], dels: [] });
+  t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), []);
+  indexes.apply({ puts: [[portal, cluster.kvs[portal]!]], dels: [] });
+  indexes.apply({ puts: [], dels: [portal] });
+  t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), []);
+});
+
+test('super apps are the super_apps config keys, by exact name', (t) => {
+  const { indexes } = loaded();
+  t.true(indexes.isSuperApp('console'));
+  t.false(indexes.isSuperApp('con'));
+  t.false(indexes.isSuperApp('entry'));
+  indexes.apply({ puts: [['/lain/config/super_apps/entry', '{}']], dels: [] });
+  t.true(indexes.isSuperApp('entry'));
+  indexes.apply({ puts: [], dels: ['/lain/config/super_apps'] });
+  t.false(indexes.isSuperApp('entry'));
+  t.false(indexes.isSuperApp('console'));
+});
+
+test('the etcd prefix is configurable', (t) => {
+  const indexes = new Indexes({ prefix: '/other' });
+  indexes.apply({ puts: [['/other/config/domain', 'x'], ['/lain/config/vip', 'y']], dels: [] });
+  t.deepEqual(indexes.config.keys(), ['domain']);
+});
+
+test('stats count entries per index', (t) => {
+  const { indexes } = loaded();
+  const keys = Object.keys(cluster.kvs);
+  const under = (prefix: string) => keys.filter((k) => k.startsWith(prefix));
+  const containers = under(PG).flatMap((k) => decodePodGroup(cluster.kvs[k]!).pods.flatMap((p) => p.containers));
+  const stats = indexes.stats();
+  t.deepEqual(stats.keys, {
+    config: under('/lain/config/').length,
+    podgroups: under(PG).length,
+    containers: 2 * containers.length, // under the node name and under the node IP
+    depends: under('/lain/deployd/depends/pods/').length,
+    nodes: under('/lain/nodes/nodes/').length,
+  });
+  t.is(stats.superApps, under('/lain/config/super_apps/').length);
+  t.is(stats.containerIps, new Set(containers.map((c) => c.containerIp)).size);
+});
