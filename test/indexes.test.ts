@@ -139,7 +139,7 @@ test('deleting a key never removes keys that merely share its string prefix', (t
   t.deepEqual(indexes.config.lookup('vips/').length, 3);
 });
 
-test('deleting a pod-group directory removes exactly what is under it', (t) => {
+test('a delete removes exactly that key, never keys sharing a string prefix', (t) => {
   const { indexes } = loaded();
   const hello = cluster.kvs[HELLO_WEB]!;
   indexes.apply({
@@ -149,25 +149,11 @@ test('deleting a pod-group directory removes exactly what is under it', (t) => {
   let changes = indexes.apply({ puts: [], dels: [`${PG}hello/hello.web.web`] });
   t.deepEqual(keysOf(changes, 'podgroups'), ['hello/hello.web.web (deleted)']);
   t.truthy(indexes.podGroups.get('hello/hello.web.webx'));
-
-  changes = indexes.apply({ puts: [], dels: [`${PG}hello`] });
-  t.deepEqual(keysOf(changes, 'podgroups'), ['hello/hello.web.webx (deleted)', 'hello/hello.worker.cron (deleted)']);
   t.truthy(indexes.podGroups.get('hello-world/hello-world.web.web'));
-  // Its containers and auth entries stay too (hello-world carries hello's value, so its IPs).
-  t.is(indexes.appOfContainerIp('172.20.0.11'), 'hello');
-  t.is(indexes.appOfContainerIp('172.20.0.14'), undefined);
-});
-
-test('deleting an ancestor of an index root empties that index', (t) => {
-  const { indexes } = loaded();
-  const changes = indexes.apply({ puts: [], dels: ['/lain/deployd'] });
-  t.is(indexes.podGroups.size, 0);
-  t.is(indexes.containers.size, 0);
-  t.is(indexes.depends.size, 0);
-  t.true(indexes.config.size > 0);
-  t.deepEqual(Object.keys(changes).sort(), ['containers', 'depends', 'podgroups']);
-  t.is(indexes.appOfContainerIp('172.20.0.11'), undefined);
-  t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), []);
+  // A directory key is not an entry: the hub expands directory deletes into their keys.
+  changes = indexes.apply({ puts: [], dels: [`${PG}hello`] });
+  t.deepEqual(changes, {});
+  t.truthy(indexes.podGroups.get('hello/hello.worker.cron'));
 });
 
 // ---- API.md §11 item 2: one bad value harms only itself ----
@@ -286,9 +272,10 @@ test('super apps are the super_apps config keys, by exact name', (t) => {
   t.false(indexes.isSuperApp('entry'));
   indexes.apply({ puts: [['/lain/config/super_apps/entry', '{}']], dels: [] });
   t.true(indexes.isSuperApp('entry'));
-  indexes.apply({ puts: [], dels: ['/lain/config/super_apps'] });
+  indexes.apply({ puts: [], dels: ['/lain/config/super_apps/entry', '/lain/config/super_apps/console'] });
   t.false(indexes.isSuperApp('entry'));
   t.false(indexes.isSuperApp('console'));
+  t.true(indexes.isSuperApp('webrouter'));
 });
 
 test('the etcd prefix is configurable', (t) => {

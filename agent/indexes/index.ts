@@ -63,7 +63,7 @@ const SUPER_APPS_DIR = 'super_apps/';
 interface ValueSlot {
   /** Etcd prefix including the trailing "/", e.g. "/lain/config/". */
   readonly root: string;
-  readonly index: { get(key: string): { raw: string } | undefined; keys(): readonly string[]; keysUnder(key: string): string[] };
+  readonly index: { get(key: string): { raw: string } | undefined; keys(): readonly string[] };
   /** Decodes and stores a value (throws on a bad value, leaving everything as it was). */
   put(key: string, raw: string): void;
   remove(key: string): void;
@@ -199,19 +199,15 @@ export class Indexes implements AuthTables {
     if (bad) this.badValues.delete(etcdKey);
   }
 
-  /** Deletes `etcdKey` and, as an etcd directory delete does, everything under `etcdKey + "/"` (never mere string-prefix matches). */
+  /**
+   * Deletes exactly `etcdKey`. Directory deletes (etcd v2) reach the agent already expanded
+   * into the keys under the directory — the hub does that against its own state — so the
+   * agent's state stays identical to the hub's (API.md §11 item 1: never a string-prefix delete).
+   */
   private deleteKey(etcdKey: string): void {
-    for (const slot of this.slots) {
-      const dir = slot.root.slice(0, -1);
-      if (dir === etcdKey || dir.startsWith(etcdKey.endsWith('/') ? etcdKey : etcdKey + '/')) {
-        for (const key of [...slot.index.keys()]) this.removeKey(slot, key);
-      } else if (etcdKey.startsWith(slot.root) && etcdKey.length > slot.root.length) {
-        for (const key of slot.index.keysUnder(etcdKey.slice(slot.root.length))) this.removeKey(slot, key);
-      }
-    }
-    for (const key of [...this.badValues.keys()]) {
-      if (key === etcdKey || key.startsWith(etcdKey + '/')) this.badValues.delete(key);
-    }
+    const slot = this.slotOf(etcdKey);
+    if (slot) this.removeKey(slot, etcdKey.slice(slot.root.length));
+    this.badValues.delete(etcdKey);
   }
 
   private removeKey(slot: ValueSlot, key: string): void {

@@ -63,11 +63,4 @@ export class KeyedIndex<V> implements ReadonlyKeyedIndex<V> {
     }
     return out;
   }
-
-  /** The keys an etcd directory delete of `key` removes: `key` itself and everything under `key + "/"`. */
-  keysUnder(key: string): string[] {
-    const under = this.keysWithPrefix(key + '/');
-    if (this.entries.has(key)) under.unshift(key);
-    return under;
-  }
 }

@@ -54,10 +54,6 @@ export class PodGroupIndex implements ReadonlyPodGroupIndex {
     return this.entries.keys();
   }
 
-  keysUnder(key: string): string[] {
-    return this.entries.keysUnder(key);
-  }
-
   /** Stores `entry` under its key; returns the entry it replaced. */
   set(entry: PodGroupEntry): PodGroupEntry | undefined {
     const old = this.entries.get(entry.key);

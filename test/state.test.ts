@@ -1,0 +1,58 @@
+// HubState: the hub's revisioned state, its deltas and what an agent at a revision is sent.
+import test from 'ava';
+import { HubState } from '../hub/state.js';
+import { decodeFrame, keyRangeFilter, type DeltaFrame } from '../shared/protocol.js';
+
+const PG = '/lain/deployd/pod_groups/';
+
+function loadedState(kvs: Record<string, string>, rev = 10) {
+  const state = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 100, historyMaxBytes: 1 << 20 });
+  const deltas: DeltaFrame[] = [];
+  state.setListener({ onDelta: (frame) => deltas.push(decodeFrame(frame) as DeltaFrame), onProgress: () => {} });
+  state.replaceAll(rev, Object.entries(kvs));
+  return { state, deltas };
+}
+
+test('a directory delete (etcd v2) removes the directory\'s keys only, never keys that merely share a string prefix', (t) => {
+  const { state, deltas } = loadedState({
+    [`${PG}hello/hello.web.web`]: 'a', [`${PG}hello/hello.worker.cron`]: 'b',
+    [`${PG}hello-world/hello-world.web.web`]: 'c', [`${PG}hello2/hello2.web.web`]: 'd',
+  });
+  state.apply({ revision: 11, puts: [], dels: [], delTrees: [`${PG}hello`] });
+  t.deepEqual(deltas.map((d) => d.dels.sort()), [[`${PG}hello/hello.web.web`, `${PG}hello/hello.worker.cron`]]);
+  t.deepEqual([...state.entries.keys()].sort(), [`${PG}hello-world/hello-world.web.web`, `${PG}hello2/hello2.web.web`]);
+});
+
+test('one store revision is one delta, applied atomically; a key deleted and put in it ends up put', (t) => {
+  const { state, deltas } = loadedState({ '/lain/config/a': '1', '/lain/config/b': '2' });
+  state.apply({ revision: 12, puts: [['/lain/config/a', '9'], ['/lain/config/c', '3']], dels: ['/lain/config/b'] });
+  state.apply({ revision: 13, puts: [['/lain/config/b', 'x']], dels: ['/lain/config/b'] });
+  t.is(deltas.length, 2);
+  t.deepEqual(deltas[0], { t: 'delta', prev: 10, rev: 12, puts: [['/lain/config/a', '9'], ['/lain/config/c', '3']], dels: ['/lain/config/b'] });
+  t.deepEqual(deltas[1]!.dels, []);
+  t.is(state.entries.get('/lain/config/b'), 'x');
+});
+
+test('a re-list publishes only the difference, as one delta', (t) => {
+  const { state, deltas } = loadedState({ '/lain/config/a': '1', '/lain/config/b': '2', '/lain/config/c': '3' });
+  state.replaceAll(20, [['/lain/config/a', '1'], ['/lain/config/b', 'changed'], ['/lain/config/d', '4'], ['/lain/other', 'not kept']]);
+  t.deepEqual(deltas, [{ t: 'delta', prev: 10, rev: 20, puts: [['/lain/config/b', 'changed'], ['/lain/config/d', '4']], dels: ['/lain/config/c'] }]);
+});
+
+test('deltas chain on the last change, so agents that learnt a later revision from progress still apply them', (t) => {
+  const { state, deltas } = loadedState({ '/lain/config/a': '1' });
+  state.advance(15); // revisions that touched nothing the API reads
+  state.apply({ revision: 18, puts: [['/lain/config/a', '2']], dels: [] });
+  t.is(deltas[0]!.prev, 10);
+  t.deepEqual(state.framesAfter(15)!.length, 1, 'an agent at 15 gets the 10→18 delta');
+  t.deepEqual(state.framesAfter(18), []);
+  t.deepEqual(state.framesAfter(9), null, 'before the history: snapshot');
+});
+
+test('snapshot frames are encoded once per revision and shared', (t) => {
+  const { state } = loadedState({ '/lain/config/a': '1' });
+  const first = state.snapshotFrames();
+  t.is(state.snapshotFrames(), first);
+  state.apply({ revision: 11, puts: [['/lain/config/a', '2']], dels: [] });
+  t.not(state.snapshotFrames(), first);
+});
