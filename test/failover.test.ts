@@ -287,3 +287,48 @@ test.serial('a hub disconnects a slow agent instead of dropping deltas; the agen
     await cluster.stop();
   }
 });
+
+test.serial('while etcd is unreachable the hub keeps serving its last state, marked stale, and agents say so', async (t) => {
+  t.timeout(60_000);
+  const cluster = await startCluster({ hubs: 1, agents: 1, kvs: fixtureKvs('cluster-small') });
+  try {
+    const hub = cluster.hubs[0]!;
+    const a = cluster.agents[0]!;
+    const health = async () => JSON.parse((await httpGet(`http://127.0.0.1:${hub.port}/healthz`)).body) as { stale: boolean };
+    t.false((await health()).stale);
+    await cluster.etcd.kill();
+    await waitFor(async () => (await health()).stale, { timeoutMs: 15_000, message: 'hub marks itself stale' });
+    await waitFor(async () => (await debugOf(a.base)).stale, { timeoutMs: 5000, message: 'agent reports stale' });
+    t.is((await httpGet(`${a.base}/v2/configwatcher?target=domain`)).body, '{"domain":"lain.local"}', 'still serving');
+    await cluster.etcd.restart();
+    await waitFor(async () => !(await health()).stale, { timeoutMs: 20_000, message: 'hub fresh again' });
+    await waitFor(async () => !(await debugOf(a.base)).stale, { timeoutMs: 5000, message: 'agent fresh again' });
+    t.pass();
+  } finally {
+    await cluster.stop();
+  }
+});
+
+test.serial('an agent that hears nothing from its hub for three progress periods moves to another hub', async (t) => {
+  t.timeout(60_000);
+  const cluster = await startCluster({ hubs: 2, agents: 1, kvs: fixtureKvs('cluster-small') });
+  const client = etcdClient(cluster.etcd);
+  try {
+    const a = cluster.agents[0]!;
+    const inUse = (await debugOf(a.base)).hub.address;
+    const frozen = cluster.hubs.find((h) => h.url === inUse)!;
+    const other = cluster.hubs.find((h) => h.url !== inUse)!;
+    frozen.proc.proc.kill('SIGSTOP'); // alive but silent: the TCP connection stays open
+    try {
+      await waitFor(async () => { const d = await debugOf(a.base); return d.hub.live && d.hub.address === other.url; }, { timeoutMs: 10_000, message: 'agent moved away from the silent hub' });
+      await client.put('/lain/config/silence').value('1');
+      await waitFor(async () => (await agentConfig(a.base, 'silence'))['silence'] === '1', { timeoutMs: 3000, message: 'served by the other hub' });
+      t.pass();
+    } finally {
+      frozen.proc.proc.kill('SIGCONT');
+    }
+  } finally {
+    client.close();
+    await cluster.stop();
+  }
+});

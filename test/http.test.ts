@@ -181,3 +181,18 @@ test('a stream client that stops reading is disconnected, not buffered without b
     await small.stop();
   }
 });
+
+test.serial('many streams watching the same thing cost one encoding per change, not one per stream', async (t) => {
+  const streams = await Promise.all(Array.from({ length: 20 }, () => openStream(`${base}/v2/coreinfowatcher?watch=1`)));
+  for (const s of streams) await s.waitForEvents(1, 3000);
+  const before = JSON.parse((await httpGet(`${base}/debug`)).body) as { answers: { renders: number } };
+  const hello = fixtureKvs('cluster-small')['/lain/deployd/pod_groups/hello/hello.worker.cron']!;
+  store.put('/lain/deployd/pod_groups/hello/hello.worker.cron', hello.replace('"InstanceNo":1', '"InstanceNo":7'));
+  for (const s of streams) await s.waitFor((e) => e.event === 'update', 3000);
+  const after = JSON.parse((await httpGet(`${base}/debug`)).body) as { answers: { renders: number } };
+  t.is(after.answers.renders - before.answers.renders, 1);
+  const frames = new Set(streams.map((s) => s.raw().slice(s.raw().indexOf('event: update'))));
+  t.is(frames.size, 1, 'the same bytes went to every stream');
+  for (const s of streams) s.close();
+  store.put('/lain/deployd/pod_groups/hello/hello.worker.cron', hello);
+});
