@@ -122,7 +122,10 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
       uptimeMs: Date.now() - startedAt,
     }),
     extraRoutes: { '/metrics': async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.render() }) },
-    onRequest: metrics.request,
+    // No log line per request unless -debug: a busy node answers thousands a second.
+    onRequest: log.isLevelEnabled('debug')
+      ? (path, status) => { metrics.request(path, status); log.debug({ path, status }, 'request'); }
+      : metrics.request,
   });
   const port = await http.listen(opts.host, opts.port);
   client.start();

@@ -79,7 +79,7 @@ export class Etcd2Store implements Store {
   private active = 0;
   private readonly requestTimeoutMs: number;
   private readonly pollReissueMs: number;
-  private readonly watches = new Set<{ stop: AbortController; done: Promise<void> }>();
+  private readonly liveWatches = new Set<{ stop: AbortController; done: Promise<void> }>();
 
   constructor(opts: Etcd2StoreOptions) {
     if (opts.endpoints.length === 0) throw new Error('etcd2 store: no endpoints');
@@ -91,7 +91,7 @@ export class Etcd2Store implements Store {
 
   async currentRevision(): Promise<number> {
     // Any key answers with X-Etcd-Index, a missing one (404) most cheaply.
-    const answer = await this.request(`${keysPath('/_lainlet_revision_probe')}`, this.requestTimeoutMs);
+    const answer = await this.request(keysPath('/_lainlet_revision_probe'), this.requestTimeoutMs);
     return requireIndex(answer, 'revision probe');
   }
 
@@ -121,8 +121,8 @@ export class Etcd2Store implements Store {
       if (!stop.signal.aborted) handlers.onLost(`etcd2 watch failed: ${err.message}`);
     });
     const entry = { stop, done };
-    this.watches.add(entry);
-    void done.finally(() => this.watches.delete(entry));
+    this.liveWatches.add(entry);
+    void done.finally(() => this.liveWatches.delete(entry));
     return {
       cancel: async () => {
         stop.abort();
@@ -132,7 +132,7 @@ export class Etcd2Store implements Store {
   }
 
   async close(): Promise<void> {
-    const all = [...this.watches];
+    const all = [...this.liveWatches];
     for (const w of all) w.stop.abort();
     await Promise.all(all.map((w) => w.done));
   }
@@ -165,6 +165,8 @@ export class Etcd2Store implements Store {
           // it registered this poll, and would have answered at once had an event matched:
           // nothing under the prefix changed up to there. Starting the next poll after it
           // keeps a quiet prefix from failing as "cleared" once 1000 writes elsewhere pass.
+          // (Only a body held up for pollReissueMs behind headers that did arrive could
+          // defeat this; etcd writes such a body right after the headers.)
           if (Number.isFinite(err.index) && err.index >= next) {
             next = err.index + 1;
             h.onProgress(err.index);
