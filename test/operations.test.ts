@@ -9,8 +9,8 @@ import WebSocket from 'ws';
 import { etcdClient, startEtcd, type EtcdServer } from './helpers/etcd.js';
 import { agentSynced, fixtureKvs, hubHealthy } from './helpers/cluster.js';
 import { freePorts } from './helpers/ports.js';
-import { httpGet, startAgent, startHub, waitFor, type Proc } from './helpers/procs.js';
-import { putAll } from './helpers/etcd.js';
+import { httpGet, openStream, startAgent, startHub, waitFor, type Proc } from './helpers/procs.js';
+import { putAll, v2Delete, v2Put } from './helpers/etcd.js';
 
 let etcd: EtcdServer;
 let dir: string;
@@ -144,4 +144,28 @@ test.serial('/metrics on hub and agent: Prometheus text whose counters move', as
     t.is(metricValue(agent1, 'lainlet_agent_stale'), 0);
     t.is((await httpGet(`http://127.0.0.1:${hubPort}/healthz`)).status, 200);
   });
+});
+
+test.serial('standalone on the etcd v2 keyspace: -store etcd2 serves what deployd writes through v2, directory deletes included', async (t) => {
+  t.timeout(60_000);
+  const v2 = await startEtcd({ v2: true });
+  const [web] = await freePorts(1);
+  const agent = startAgent(['-web', `127.0.0.1:${web}`, '-etcd', v2.endpoint, '-store', 'etcd2', '-ip', '127.0.0.1']);
+  try {
+    await v2Put(v2, '/lain/config/domain', 'lain.local');
+    await v2Put(v2, '/lain/config/vips/10.0.0.1', '{"app": "webrouter"}');
+    await v2Put(v2, '/lain/config/vipsx', 'stays');
+    const base = `http://127.0.0.1:${web}`;
+    await waitFor(() => agentSynced(base), { timeoutMs: 15_000, message: `v2 standalone agent syncs\n${agent.output()}` });
+    const stream = await openStream(`${base}/v2/configwatcher?target=vips&watch=1`);
+    const [init] = await stream.waitForEvents(1, 3000);
+    t.is(init!.data, '{"vips/10.0.0.1":"{\\"app\\": \\"webrouter\\"}","vipsx":"stays"}');
+    await v2Delete(v2, '/lain/config/vips', { dir: true, recursive: true });
+    const ev = await stream.waitFor((e) => e.event === 'delete', 3000);
+    t.is(ev.data, '{"vipsx":"stays"}');
+    stream.close();
+  } finally {
+    await agent.kill();
+    await v2.stop();
+  }
 });
