@@ -134,7 +134,7 @@ export class StreamHub {
 
   private write(stream: Stream, bytes: string): void {
     const socket = stream.socket;
-    if (socket.destroyed) return;
+    if (socket.destroyed || socket.writableEnded) return;
     if (socket.writableLength > this.maxBufferedBytes) {
       this.stats.closedSlow++;
       socket.destroy();

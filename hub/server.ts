@@ -77,7 +77,9 @@ export class HubServer {
     this.app = opts.tls ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile }) : uWS.App();
     this.app.ws<AgentConn>('/*', {
       compression: uWS.DISABLED,
-      maxPayloadLength: opts.maxAgentFrameBytes,
+      // uWebSockets.js closes (1009) on frames above this without telling us; up to it we
+      // read the frame and answer an oversized one with an error frame before closing.
+      maxPayloadLength: Math.max(opts.maxAgentFrameBytes, 1 << 20),
       maxBackpressure: opts.maxBackpressure,
       closeOnBackpressureLimit: 1,
       idleTimeout: 60,
@@ -195,6 +197,7 @@ export class HubServer {
   private message(ws: uWS.WebSocket<AgentConn>, message: ArrayBuffer, isBinary: boolean): void {
     const conn = ws.getUserData();
     try {
+      if (message.byteLength > this.opts.maxAgentFrameBytes) throw new ProtocolError('too_large', `frame of ${message.byteLength} bytes; agents send at most ${this.opts.maxAgentFrameBytes}`);
       if (!isBinary) throw new ProtocolError('bad_frame', 'text frames are not part of the protocol');
       const frame = decodeFrame(new Uint8Array(message));
       if (frame.t !== 'hello') throw new ProtocolError('bad_frame', `unexpected ${frame.t} frame from an agent`);

@@ -159,13 +159,16 @@ test('rogue clients get an error frame and are closed; everyone else keeps being
   const text = new FakeAgent(hub.port, 'hello?');
   const version = new FakeAgent(hub.port, { t: 'hello', v: 99, node: 'x', rev: 0 });
   const unknown = new FakeAgent(hub.port, pack({ t: 'snap', rev: 1 }));
-  const huge = new FakeAgent(hub.port, Buffer.alloc(1 << 20));
+  const big = new FakeAgent(hub.port, Buffer.alloc(200 * 1024));
+  const huge = new FakeAgent(hub.port, Buffer.alloc(4 << 20));
   for (const [name, rogue, code] of [['garbage', garbage, 'bad_frame'], ['text', text, 'bad_frame'], ['version', version, 'bad_version'], ['unknown', unknown, 'bad_frame']] as const) {
     await rogue.until(() => rogue.closed !== undefined);
     t.is(rogue.of('err')[0]?.code, code, name);
   }
+  await big.until(() => big.closed !== undefined);
+  t.is(big.of('err')[0]?.code, 'too_large');
   await huge.until(() => huge.closed !== undefined);
-  t.is(huge.of('snap').length, 0, 'oversized frame: closed, no data');
+  t.is(huge.of('snap').length, 0, 'far oversized frame: closed by the WebSocket layer, no data');
   store.put('/lain/config/after', 'rogues');
   await good.until(() => good.of('delta').length > 0);
   t.is(good.closed, undefined);
