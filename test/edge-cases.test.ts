@@ -3,12 +3,13 @@
 // against API.md §11 where it deliberately behaves better.
 import test from 'ava';
 import { readFileSync } from 'node:fs';
+import { referencePath } from './helpers/reference.js';
 import { createEndpoints, requestFromUrl } from '../agent/api/endpoints/index.js';
 import type { Answer, Endpoint } from '../agent/api/types.js';
 import { Indexes } from '../agent/indexes.js';
 import { encode } from '../shared/gojson.js';
 
-const SHARED = '/work/shared';
+const SHARED = referencePath('.').replace(/\/$/, '');
 const cluster = JSON.parse(readFileSync(`${SHARED}/fixtures/cluster-small.json`, 'utf8')) as { kvs: Record<string, string> };
 const edgeFile = JSON.parse(readFileSync(`${SHARED}/fixtures/edge-cases.json`, 'utf8')) as Record<string, unknown>;
 const goldenSmall = JSON.parse(readFileSync(`${SHARED}/golden/cluster-small.json`, 'utf8')) as {

@@ -1,7 +1,7 @@
 // Replays ../shared/golden/cluster-small.json — answers recorded from the original lainlet —
 // against a hub and an agent on a real etcd, with the comparison rules of golden/README.md.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { readReferenceJson } from './helpers/reference.js';
 import { etcdClient } from './helpers/etcd.js';
 import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
 import { httpGet, openStream, type EventStream } from './helpers/procs.js';
@@ -11,8 +11,8 @@ interface Watch { path: string; status: number; events: Array<{ id: number; even
 interface Golden { hostname: string; plain: Plain[]; watches: Watch[]; after: Plain[] }
 interface Mutation { op: 'put' | 'del'; key: string; value?: string; wait?: number }
 
-const golden = JSON.parse(readFileSync(new URL('../../shared/golden/cluster-small.json', import.meta.url), 'utf8')) as Golden;
-const fixture = JSON.parse(readFileSync(new URL('../../shared/fixtures/cluster-small.json', import.meta.url), 'utf8')) as { watch: { paths: string[]; mutations: Mutation[] } };
+const golden = readReferenceJson<Golden>('golden/cluster-small.json');
+const fixture = readReferenceJson<{ watch: { paths: string[]; mutations: Mutation[] } }>('fixtures/cluster-small.json');
 
 /** procwatcher and localspecquery arrays come in random order from the original: compare as sets. */
 function normalise(path: string, body: string): string {

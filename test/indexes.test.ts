@@ -1,19 +1,19 @@
 // The indexes: incremental updates, delete semantics (API.md §11 item 1), bad values (item 2)
 // and the authorization tables (item 5).
 import test from 'ava';
-import { readFileSync } from 'node:fs';
 import type { IndexChanges } from '../agent/api/types.js';
 import { Indexes, type IndexesOptions } from '../agent/indexes.js';
 import { SortedSet } from '../agent/indexes/sorted-set.js';
 import { KeyedIndex } from '../agent/indexes/keyed-index.js';
 import { decodePodGroup } from '../agent/model/podgroup.js';
 import { compareUtf8 } from '../shared/gojson.js';
+import { readReference } from './helpers/reference.js';
 
-const cluster = JSON.parse(readFileSync('/work/shared/fixtures/cluster-small.json', 'utf8')) as {
+const cluster = JSON.parse(readReference('fixtures/cluster-small.json')) as {
   kvs: Record<string, string>;
   watch: { mutations: Array<{ op: string; key: string; value?: string }> };
 };
-const edge = JSON.parse(readFileSync('/work/shared/fixtures/edge-cases.json', 'utf8')) as Record<string, string>;
+const edge = JSON.parse(readReference('fixtures/edge-cases.json')) as Record<string, string>;
 const PG = '/lain/deployd/pod_groups/';
 const HELLO_WEB = `${PG}hello/hello.web.web`;
 const HELLO_WEB_MOVED = cluster.watch.mutations.find((m) => m.key === HELLO_WEB)!.value!;

@@ -3,12 +3,13 @@
 // replayed against the endpoint views: same status, same bytes.
 import test from 'ava';
 import { readFileSync } from 'node:fs';
+import { referencePath } from './helpers/reference.js';
 import { createEndpoints, requestFromUrl } from '../agent/api/endpoints/index.js';
 import type { Answer, Endpoint } from '../agent/api/types.js';
 import { Indexes } from '../agent/indexes.js';
 import { encode } from '../shared/gojson.js';
 
-const SHARED = '/work/shared';
+const SHARED = referencePath('.').replace(/\/$/, '');
 
 interface Fixture {
   kvs: Record<string, string>;

@@ -6,8 +6,8 @@
 // §11 says it deliberately differs; each such difference is written down below (AGENT_DIFFERS)
 // with its reason. Ids need not match (gaps allowed): init is 1, later ids increase.
 import test, { type ExecutionContext } from 'ava';
-import { readFileSync } from 'node:fs';
 import { etcdClient } from './helpers/etcd.js';
+import { readReference } from './helpers/reference.js';
 import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
 import { openStream, type EventStream, type SseEvent } from './helpers/procs.js';
 
@@ -23,7 +23,7 @@ interface RecordedStream {
   events: SseEvent[];
 }
 
-const TRANSCRIPT = readFileSync(new URL('../../shared/golden/transcripts/watch-transcripts.txt', import.meta.url), 'utf8');
+const TRANSCRIPT = readReference('golden/transcripts/watch-transcripts.txt');
 
 /** Frames are `id: N\nevent: NAME\n[data: LINE\n]\n`; the payloads are single lines. */
 function parseFrames(body: string): SseEvent[] {

@@ -1,6 +1,6 @@
 // A real deployment on loopback for integration tests: etcd, hubs and agents as separate
 // processes (the built dist/ programs), on free ports.
-import { readFileSync } from 'node:fs';
+import { readReferenceJson } from './reference.js';
 import { etcdClient, putAll, startEtcd, type EtcdServer } from './etcd.js';
 import { freePorts } from './ports.js';
 import { httpGet, startAgent, startHub, waitFor, type Proc } from './procs.js';
@@ -26,7 +26,7 @@ export interface Cluster {
 }
 
 export function fixtureKvs(name: 'cluster-small' | 'edge-cases'): Record<string, string> {
-  const parsed = JSON.parse(readFileSync(new URL(`../../../shared/fixtures/${name}.json`, import.meta.url), 'utf8')) as Record<string, unknown>;
+  const parsed = readReferenceJson<Record<string, unknown>>(`fixtures/${name}.json`);
   const kvs = (parsed.kvs ?? parsed) as Record<string, unknown>;
   return Object.fromEntries(Object.entries(kvs).filter(([k, v]) => k.startsWith('/') && typeof v === 'string')) as Record<string, string>;
 }
