@@ -5,6 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { VERSION } from '../shared/version.js';
 import WebSocket from 'ws';
 import { etcdClient, startEtcd, type EtcdServer } from './helpers/etcd.js';
 import { agentSynced, fixtureKvs, hubHealthy } from './helpers/cluster.js';
@@ -168,4 +170,15 @@ test.serial('standalone on the etcd v2 keyspace: -store etcd2 serves what deploy
     await agent.kill();
     await v2.stop();
   }
+});
+
+test('-v prints the version; bad flags exit non-zero with the usage', (t) => {
+  const agent = fileURLToPath(new URL('../dist/agent/main.js', import.meta.url));
+  const hub = fileURLToPath(new URL('../dist/hub/main.js', import.meta.url));
+  t.is(execFileSync(process.execPath, [agent, '-v'], { encoding: 'utf8' }).trim(), VERSION);
+  t.is(execFileSync(process.execPath, [hub, '--version'], { encoding: 'utf8' }).trim(), VERSION);
+  const err = t.throws(() => execFileSync(process.execPath, [agent, '-nosuch'], { encoding: 'utf8', stdio: 'pipe' })) as Error & { status: number; stderr: string };
+  t.is(err.status, 2);
+  t.regex(err.stderr, /flag provided but not defined: -nosuch/);
+  t.regex(err.stderr, /Usage of lainlet-agent/);
 });
