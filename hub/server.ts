@@ -2,8 +2,8 @@
 //
 // Each agent connection goes through three phases:
 //   waiting  — it said hello at a revision the hub has not reached yet;
-//   catchup  — it is being sent a snapshot and/or history deltas, paced by backpressure
-//              (drain events), never more than LOW_WATER bytes queued at a time;
+//   catchup  — it is being sent a snapshot and/or history deltas (CatchUp), paced by
+//              backpressure (drain events), never more than LOW_WATER bytes queued at a time;
 //   live     — it is subscribed to the "deltas" topic and gets every delta by pub/sub.
 // The switch from catchup to live happens in one synchronous step after the last catch-up
 // frame, so no delta can fall between the two.
@@ -14,6 +14,7 @@
 import uWS from 'uWebSockets.js';
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, ProtocolError, type HubFrame } from '../shared/protocol.js';
 import type { Logger } from '../shared/log.js';
+import { CatchUp } from './catchup.js';
 import type { HubState } from './state.js';
 
 const TOPIC = 'deltas';
@@ -40,10 +41,9 @@ interface AgentConn {
   remote: string;
   node: string;
   phase: 'hello' | 'waiting' | 'catchup' | 'live' | 'closed';
-  /** Revision the agent holds (after what we have queued to it). */
+  /** Revision the agent said hello with. */
   rev: number;
-  snapshot?: Buffer[];
-  snapshotIndex: number;
+  catchUp?: CatchUp;
   helloTimer?: NodeJS.Timeout;
 }
 
@@ -183,7 +183,7 @@ export class HubServer {
       res.writeStatus('401 Unauthorized').writeHeader('WWW-Authenticate', 'Bearer').end('unauthorized');
       return;
     }
-    const conn: AgentConn = { id: this.nextId++, remote, node: '', phase: 'hello', rev: 0, snapshotIndex: 0 };
+    const conn: AgentConn = { id: this.nextId++, remote, node: '', phase: 'hello', rev: 0 };
     res.upgrade(conn, key, protocol, extensions, context);
   }
 
@@ -232,16 +232,8 @@ export class HubServer {
   private startCatchup(ws: uWS.WebSocket<AgentConn>): void {
     const conn = ws.getUserData();
     conn.phase = 'catchup';
-    const frames = conn.rev > 0 ? this.state.framesAfter(conn.rev) : null;
-    if (frames === null) {
-      const snap = this.state.snapshotFrames();
-      conn.snapshot = snap.frames;
-      conn.snapshotIndex = 0;
-      conn.rev = snap.rev;
-      this.counters.snapshotsSent++;
-    } else {
-      this.counters.resumes++;
-    }
+    conn.catchUp = new CatchUp(this.state, conn.rev, () => { this.counters.snapshotsSent++; });
+    if (!conn.catchUp.needsSnapshot) this.counters.resumes++;
     this.pump(ws);
   }
 
@@ -250,32 +242,17 @@ export class HubServer {
     const conn = ws.getUserData();
     ws.cork(() => {
       while (conn.phase === 'catchup' && ws.getBufferedAmount() < LOW_WATER) {
-        if (conn.snapshot) {
-          const frame = conn.snapshot[conn.snapshotIndex++]!;
-          if (!this.send(ws, frame)) return;
-          if (conn.snapshotIndex >= conn.snapshot.length) conn.snapshot = undefined;
-          continue;
-        }
-        if (conn.rev >= this.state.revision) {
+        const frames = conn.catchUp!.next();
+        if (frames === null) {
           // Current: from here on pub/sub carries every delta. Tell the agent where the hub is.
           ws.subscribe(TOPIC);
           conn.phase = 'live';
+          conn.catchUp = undefined;
           this.liveCount++;
           this.send(ws, encodeFrame({ t: 'prog', rev: this.state.revision, stale: this.state.stale }));
           return;
         }
-        const frames = this.state.framesAfter(conn.rev);
-        if (frames === null) {
-          // History moved past this agent while it was catching up: start over with a snapshot.
-          const snap = this.state.snapshotFrames();
-          conn.snapshot = snap.frames;
-          conn.snapshotIndex = 0;
-          conn.rev = snap.rev;
-          this.counters.snapshotsSent++;
-          continue;
-        }
         for (const f of frames) if (!this.send(ws, f)) return;
-        conn.rev = this.state.revision;
       }
     });
   }

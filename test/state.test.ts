@@ -56,3 +56,30 @@ test('snapshot frames are encoded once per revision and shared', (t) => {
   state.apply({ revision: 11, puts: [['/lain/config/a', '2']], dels: [] });
   t.not(state.snapshotFrames(), first);
 });
+
+test('catch-up: deltas when the history reaches back, a snapshot otherwise, and a snapshot after all if the history moves past a slow agent', async (t) => {
+  const { CatchUp } = await import('../hub/catchup.js');
+  const state = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 2, historyMaxBytes: 1 << 20 });
+  state.setListener({ onDelta: () => {}, onProgress: () => {} });
+  state.replaceAll(10, [['/lain/config/a', '0']]);
+  state.apply({ revision: 11, puts: [['/lain/config/a', '1']], dels: [] });
+  let snapshots = 0;
+  const resuming = new CatchUp(state, 10, () => snapshots++);
+  t.false(resuming.needsSnapshot);
+  t.is(resuming.next()!.length, 1);
+  t.is(resuming.next(), null, 'current: go live');
+  t.is(snapshots, 0);
+
+  const fresh = new CatchUp(state, 0, () => snapshots++);
+  t.true(fresh.needsSnapshot);
+  t.is(snapshots, 1);
+  t.is(decodeFrame(fresh.next()![0]!).t, 'snap');
+  t.is(fresh.next(), null);
+
+  const slow = new CatchUp(state, 10, () => snapshots++);
+  for (let r = 12; r <= 15; r++) state.apply({ revision: r, puts: [['/lain/config/a', String(r)]], dels: [] });
+  const frames = slow.next()!;
+  t.is(decodeFrame(frames[0]!).t, 'snap', 'the history no longer reaches revision 10');
+  t.is(snapshots, 2);
+  t.is(slow.next(), null);
+});
