@@ -38,6 +38,7 @@ export class HubClient {
   private readonly backoff: Backoff;
   private retryTimer?: NodeJS.Timeout;
   private silenceTimer?: NodeJS.Timeout;
+  private moveTimer?: NodeJS.Timeout;
   private stopped = false;
   private pendingSnapshot?: { rev: number; parts: number; entries: Array<[string, string]> };
   private readonly ca?: Buffer;
@@ -58,6 +59,7 @@ export class HubClient {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.moveTimer);
     clearTimeout(this.silenceTimer);
     this.ws?.terminate();
   }
@@ -176,18 +178,27 @@ export class HubClient {
     this.ws?.terminate();
   }
 
+  /**
+   * The hub is shutting down: keep using it until our turn (the hub spreads its agents over
+   * time), then leave for the next hub in the list without counting it as a failure.
+   */
   private moveAfter(afterMs: number): void {
     const ws = this.ws;
-    this.ws = undefined;
-    clearTimeout(this.silenceTimer);
-    this.markDisconnected();
-    setTimeout(() => ws?.close(1000, 'moving'), 0);
-    this.hubIndex = (this.hubIndex + 1) % this.opts.hubs.length;
-    this.retryTimer = setTimeout(() => this.connect(), afterMs);
+    clearTimeout(this.moveTimer);
+    this.moveTimer = setTimeout(() => {
+      if (ws !== this.ws || !ws) return;
+      this.ws = undefined;
+      clearTimeout(this.silenceTimer);
+      this.markDisconnected();
+      ws.close(1000, 'moving');
+      this.hubIndex = (this.hubIndex + 1) % this.opts.hubs.length;
+      this.connect();
+    }, afterMs);
   }
 
   private closed(code: number, reason: string): void {
     clearTimeout(this.silenceTimer);
+    clearTimeout(this.moveTimer);
     const wasLive = this.status.live;
     this.markDisconnected();
     if (this.stopped) return;
