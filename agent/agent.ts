@@ -9,7 +9,7 @@ import { Cache } from './cache.js';
 import { HubClient } from './client.js';
 import { AgentHttp } from './http.js';
 import { Indexes } from './indexes.js';
-import { agentMetrics } from './metrics.js';
+import { AgentMetrics } from './metrics.js';
 import { StatePersister } from './persist.js';
 import { StreamHub } from './streams.js';
 
@@ -86,7 +86,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   }, cache, log);
 
   const isStale = () => !client.status.live || cache.hubStale || cache.source !== 'hub';
-  const metrics = agentMetrics({ cache, client, streams, isStale });
+  const metrics = new AgentMetrics({ cache, client, streams, isStale });
 
   const http: AgentHttp = new AgentHttp({
     endpoints,
@@ -121,7 +121,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
       stateFile: persister ? { path: persister.path, lastSavedAt: persister.lastSavedAt || null, lastError: persister.lastSaveError } : null,
       uptimeMs: Date.now() - startedAt,
     }),
-    extraRoutes: { '/metrics': async () => ({ status: 200, contentType: metrics.contentType, body: await metrics.render() }) },
+    extraRoutes: { '/metrics': async () => ({ status: 200, ...(await metrics.scrape()) }) },
     // No log line per request unless -debug: a busy node answers thousands a second.
     onRequest: log.isLevelEnabled('debug')
       ? (path, status) => { metrics.request(path, status); log.debug({ path, status }, 'request'); }

@@ -78,6 +78,7 @@ export class HubClient {
       perMessageDeflate: false,
     });
     this.ws = ws;
+    let attemptError = '';
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {
       this.status.connected = true;
@@ -99,11 +100,16 @@ export class HubClient {
       }
     });
     ws.on('unexpected-response', (_req, res) => {
-      this.status.lastError = `hub answered HTTP ${res.statusCode}${res.statusCode === 401 ? ' (token missing or wrong)' : ''}`;
+      attemptError = `hub answered HTTP ${res.statusCode}${res.statusCode === 401 ? ' (token missing or wrong)' : ''}`;
+      this.status.lastError = attemptError;
       ws.terminate();
     });
     ws.on('error', (err) => {
-      if (!this.status.lastError) this.status.lastError = err.message;
+      // The first error of this attempt says why it failed (later ones are its consequences).
+      if (!attemptError) {
+        attemptError = err.message;
+        this.status.lastError = attemptError;
+      }
     });
     ws.on('close', (code, reason) => {
       if (ws !== this.ws) return;

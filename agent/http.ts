@@ -145,12 +145,12 @@ export class AgentHttp {
     }
     if ('status' in resolved) return this.plain(res, path, resolved.status, resolved.body);
     const answer = this.opts.answers.get(endpoint, resolved.scope);
-    this.plain(res, path, answer.status, answer.body);
+    this.plain(res, path, answer.status, this.opts.answers.bytes(answer));
   }
 
-  private plain(res: http.ServerResponse, path: string, status: number, body: string): void {
+  private plain(res: http.ServerResponse, path: string, status: number, body: string | Buffer): void {
     if (!res.hasHeader('Content-Type')) res.setHeader('Content-Type', 'text/plain; charset=utf-8');
-    res.setHeader('Content-Length', Buffer.byteLength(body));
+    res.setHeader('Content-Length', typeof body === 'string' ? Buffer.byteLength(body) : body.length);
     res.writeHead(status);
     res.end(body);
     this.opts.onRequest?.(path, status);

@@ -6,8 +6,7 @@ import { createLogger } from '../shared/log.js';
 import { FlagError, parseEndpoints, parseFlags, parseListenAddress, usage, type FlagSpec, type FlagValues } from '../shared/flags.js';
 import { readToken } from '../shared/token.js';
 import { VERSION } from '../shared/version.js';
-import { startHub, HUB_DEFAULTS, type Hub } from '../hub/hub.js';
-import { createStore } from '../hub/store/create.js';
+import type { Hub } from '../hub/hub.js';
 import { startAgent } from './agent.js';
 
 const SPECS: FlagSpec[] = [
@@ -67,6 +66,9 @@ async function main(): Promise<void> {
   let hubs: string[];
   if (etcdList) {
     // Standalone: a hub inside this process on loopback, holding this node's single etcd watch.
+    // Loaded only here: the etcd client (gRPC) and uWebSockets.js cost an agent in hub mode
+    // start-up time and memory for nothing.
+    const [{ startHub, HUB_DEFAULTS }, { createStore }] = await Promise.all([import('../hub/hub.js'), import('../hub/store/create.js')]);
     const store = (() => { try { return createStore({ kind: values.store as string, endpoints: parseEndpoints(etcdList) }); } catch (e) { return fail((e as Error).message); } })();
     embedded = await startHub({
       store, prefix: values.prefix as string, host: '127.0.0.1', port: 0,

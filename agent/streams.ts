@@ -11,7 +11,7 @@ import type { AnswerCache } from './api/answers.js';
 import type { Answer, ChangedKey, Endpoint, IndexChanges, IndexName } from './api/types.js';
 
 export const STREAM_HEADER = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nVary: Accept-Encoding\r\n\r\n';
-const HEARTBEAT = 'id: 0\nevent: heartbeat\n\n';
+const HEARTBEAT = Buffer.from('id: 0\nevent: heartbeat\n\n');
 
 export function eventFrame(id: number, event: string, payload: string): string {
   if (payload === '') return `id: ${id}\nevent: ${event}\n\n`;
@@ -82,7 +82,7 @@ export class StreamHub {
     this.stats.open++;
     socket.write(STREAM_HEADER + eventFrame(1, 'init', answer.body));
     if (heartbeatSec > 0) {
-      stream.heartbeat = setInterval(() => this.write(stream, HEARTBEAT), heartbeatSec * 1000);
+      stream.heartbeat = setInterval(() => this.write(stream, HEARTBEAT, false), heartbeatSec * 1000);
     }
     socket.on('error', () => socket.destroy());
     socket.once('close', () => {
@@ -117,14 +117,15 @@ export class StreamHub {
     const answer = this.answers.get(group.endpoint, group.scope);
     if (answer.body === group.last.body && answer.status === group.last.status) return;
     group.last = answer;
-    let bytes: string;
+    // Encoded once for the whole group: every socket is written the same bytes.
+    let bytes: Buffer;
     let closeAfter = false;
     if (answer.status !== 200) {
       // e.g. webprocs' ratio guard failing mid-stream: error event, then close (API.md §3 step 6).
-      bytes = eventFrame(0, 'error', answer.body);
+      bytes = Buffer.from(eventFrame(0, 'error', answer.body));
       closeAfter = true;
     } else {
-      bytes = eventFrame(group.nextId++, onlyDeletes ? 'delete' : 'update', answer.body);
+      bytes = Buffer.from(eventFrame(group.nextId++, onlyDeletes ? 'delete' : 'update', answer.body));
     }
     for (const s of group.streams) {
       this.write(s, bytes);
@@ -132,7 +133,7 @@ export class StreamHub {
     }
   }
 
-  private write(stream: Stream, bytes: string): void {
+  private write(stream: Stream, bytes: Buffer, isEvent = true): void {
     const socket = stream.socket;
     if (socket.destroyed || socket.writableEnded) return;
     if (socket.writableLength > this.maxBufferedBytes) {
@@ -141,7 +142,7 @@ export class StreamHub {
       return;
     }
     socket.write(bytes);
-    this.stats.eventsSent++;
+    if (isEvent) this.stats.eventsSent++;
   }
 
   private remove(stream: Stream): void {

@@ -66,6 +66,7 @@ export async function startHub(opts: HubOptions, log: Logger): Promise<Hub> {
   }, log);
   const sync = new StoreSync(opts.store, opts.prefix, state, log, opts.historyPrefillRevisions ?? HUB_DEFAULTS.historyPrefillRevisions);
   server.onAgentAhead = () => sync.catchUp();
+  server.isCurrent = () => sync.current;
   const ready = sync.start();
   const port = await server.listen();
   let stopping: Promise<void> | undefined;

@@ -72,6 +72,8 @@ export class HubServer {
   port = 0;
 
   onAgentAhead?: () => void;
+  /** Whether the hub's state is a list of the present (not still replaying history). */
+  isCurrent: () => boolean = () => true;
 
   constructor(private readonly state: HubState, private readonly opts: HubServerOptions, private readonly log: Logger) {
     this.app = opts.tls ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile }) : uWS.App();
@@ -90,10 +92,12 @@ export class HubServer {
       drain: (ws) => { if (ws.getUserData().phase === 'catchup') this.pump(ws); },
       close: (ws, code, message) => this.close(ws, code, message),
     });
+    // 200 only when the hub is fit to take agents: loaded, current and in touch with its store
+    // (a rolling upgrade waits for this before moving on to the next hub).
     this.app.get('/healthz', (res) => {
-      const ok = this.state.loaded;
+      const ok = this.state.loaded && !this.state.stale && this.isCurrent();
       res.writeStatus(ok ? '200 OK' : '503 Service Unavailable').writeHeader('Content-Type', 'application/json')
-        .end(JSON.stringify({ ok, revision: this.state.revision, stale: this.state.stale, agents: this.conns.size }));
+        .end(JSON.stringify({ ok, revision: this.state.revision, stale: this.state.stale, current: this.isCurrent(), agents: this.conns.size }));
     });
     for (const [path, handler] of Object.entries(opts.routes ?? {})) {
       this.app.get(path, (res) => {

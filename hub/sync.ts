@@ -54,6 +54,11 @@ export class StoreSync {
   private catchingUp = false;
   /** The last list was historical: once the watch is up, list the present to be current at once. */
   private prefilling = false;
+  /**
+   * True once the state reflects a list of the present (not only a historical list that the
+   * watch is still replaying forward): what /healthz reports as ready.
+   */
+  current = false;
 
   /**
    * An agent came with a revision ahead of ours (it was on a hub that listed later). Our watch
@@ -67,6 +72,7 @@ export class StoreSync {
     void this.store.list(this.prefix).then(
       (listed) => {
         this.state.replaceAll(listed.revision, listed.kvs);
+        this.current = true;
         this.log.info({ revision: this.state.revision }, 'listed to catch up with an agent ahead of us');
       },
       (err: Error) => this.log.warn({ err: err.message }, 'catch-up list failed'),
@@ -134,6 +140,7 @@ export class StoreSync {
       },
     });
     this.state.setStale(false);
+    if (!this.prefilling) this.current = true;
     if (this.prefilling) {
       // The watch now replays history into the delta history; meanwhile a list of the present
       // makes the hub current right away (its difference is published as one more delta, and

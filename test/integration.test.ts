@@ -1,6 +1,6 @@
 // The foundation end to end on a real etcd: one hub, three agents, separate processes.
 import test from 'ava';
-import { etcdClient } from './helpers/etcd.js';
+import { etcdClient, startEtcd } from './helpers/etcd.js';
 import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
 import { httpGet, openStream, waitFor } from './helpers/procs.js';
 
@@ -76,4 +76,26 @@ test.serial('/debug reports the hub in use and the revision', async (t) => {
   t.is(debug.hub.address, cluster.hubs[0]!.url);
   t.true(debug.hub.live);
   await waitFor(async () => (await cluster.etcd.watcherCount()) === 1, { timeoutMs: 2000, message: 'still one etcd watcher' });
+});
+
+test.serial('a hub loads a cluster larger than gRPC\'s default 4 MB message from etcd', async (t) => {
+  t.timeout(120_000);
+  const etcd = await startEtcd();
+  const client = etcdClient(etcd);
+  try {
+    const value = 'v'.repeat(20 * 1024);
+    for (let i = 0; i < 300; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_, j) => client.put(`/lain/config/big/k${String(i + j).padStart(3, '0')}`).value(value)));
+    }
+    const big = await startCluster({ etcd, hubs: 1, agents: 1 });
+    try {
+      const res = await httpGet(`${big.agents[0]!.base}/v2/configwatcher?target=big/`);
+      t.is(Object.keys(JSON.parse(res.body) as object).length, 300);
+    } finally {
+      await big.stop();
+    }
+  } finally {
+    client.close();
+    await etcd.stop();
+  }
 });

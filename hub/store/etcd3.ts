@@ -7,6 +7,9 @@
 import { Etcd3, type Watcher } from 'etcd3';
 import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch, type WatchHandlers } from './types.js';
 
+/** etcd itself caps a request at 1.5 MB by default, but a response (a range) has no cap. */
+const MAX_GRPC_MESSAGE_BYTES = 512 * 1024 * 1024;
+
 export interface Etcd3StoreOptions {
   endpoints: string[];
   /** How long one list or connection attempt may take before it fails (ms). */
@@ -19,7 +22,14 @@ export class Etcd3Store implements Store {
 
   constructor(opts: Etcd3StoreOptions) {
     this.description = `etcd3 ${opts.endpoints.join(',')}`;
-    this.client = new Etcd3({ hosts: opts.endpoints, dialTimeout: opts.dialTimeoutMs ?? 3000 });
+    this.client = new Etcd3({
+      hosts: opts.endpoints,
+      dialTimeout: opts.dialTimeoutMs ?? 3000,
+      // A list of /lain/ on a large cluster (1000+ pod groups, ~10 MB) is ONE gRPC message, as
+      // is a watch response replaying a big transaction: grpc-js's default 4 MB receive limit
+      // would make the hub unable to load such a cluster at all.
+      grpcOptions: { 'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES },
+    });
   }
 
   async currentRevision(): Promise<number> {
