@@ -188,7 +188,7 @@ test('decoding follows Go: case-insensitive keys, null is the zero value, wrong 
   t.is(lower.namespace, 'lowercase');
   t.is(lower.pods[0]!.instanceNo, 1);
   t.is(lower.pods[0]!.containers[0]!.containerIp, '172.20.1.111');
-  t.is(lower.pods[0]!.containers[0]!.runtimeEnv!.at(-1), 'DEPLOYD_POD_NAMESPACE=lowercase');
+  t.is(lower.pods[0]!.containers[0]!.procName, 'worker');
 
   const empty = decodePodGroup('null');
   t.deepEqual([empty.name, empty.pods, empty.containerSpecs], ['', [], []]);

@@ -1,6 +1,6 @@
 // A pod-group value (deployd's PodGroupWithSpec, API.md §1.2), decoded into only the fields
 // lainlet's endpoints use. The full value carries a docker-inspect `Runtime` per container;
-// of that we keep only `Config.Env` (where ProcName comes from).
+// of that we keep only the ProcName its `Config.Env` gives.
 import { parseStreamPorts, type StreamPort } from './annotation.js';
 import {
   DecodeError, isObject, parseJson, readArray, readInt, readObject, readString, readStrings, structElements,
@@ -26,8 +26,12 @@ export interface PodContainer {
   /** "" when the container lost its IP. */
   readonly containerIp: string;
   readonly containerPort: number;
-  /** Runtime.Config.Env: image env, then spec env, then deployd's; null when absent. */
-  readonly runtimeEnv: readonly string[] | null;
+  /**
+   * The value of the last LAIN_PROCNAME= entry of Runtime.Config.Env (image env, then spec env,
+   * then deployd's), "" when none: procwatcher's ProcName. Only this is kept of the runtime env
+   * (hundreds of entries per container would otherwise stay in memory for one field).
+   */
+  readonly procName: string;
 }
 
 export interface Pod {
@@ -114,7 +118,7 @@ function decodeContainer(c: JsonObject, path: string): PodContainer {
     nodeIp: readString(c, 'NodeIp', path),
     containerIp: readString(c, 'ContainerIp', path),
     containerPort: readInt(c, 'ContainerPort', path),
-    runtimeEnv: config ? readStrings(config, 'Env', `${path}.Runtime.Config`) : null,
+    procName: procNameOf(config ? readStrings(config, 'Env', `${path}.Runtime.Config`) : null),
   };
 }
 

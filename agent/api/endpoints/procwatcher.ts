@@ -2,7 +2,6 @@
 // Ordered by etcd key (API.md §11 item 6); a pod without containers reports no IP (item 4).
 import { encodeString } from '../../../shared/gojson.js';
 import type { PodGroupEntry } from '../../indexes/index.js';
-import { procNameOf } from '../../model/podgroup.js';
 import type { Endpoint } from '../types.js';
 import { NO_PERMISSION, badRequest, defineEndpoint, fixPrefix, joinFragments, keyScope, memoize, ok, type EndpointContext } from './common.js';
 
@@ -10,7 +9,7 @@ const elementOf = memoize(({ pg }: PodGroupEntry): string => {
   const pods = pg.pods.map((pod) => {
     const first = pod.containers[0];
     return `{"InstanceNo":${pod.instanceNo},"IP":${encodeString(first?.containerIp ?? '')},"Port":${first?.containerPort ?? 0},`
-      + `"ProcName":${encodeString(procNameOf(first?.runtimeEnv ?? null))}}`;
+      + `"ProcName":${encodeString(first?.procName ?? '')}}`;
   });
   return `{"proc":${joinFragments('[', pods)}}`;
 });
