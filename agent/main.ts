@@ -1,5 +1,8 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 // lainlet-agent: the per-node daemon serving the original lainlet's /v2 API from a local cache.
+// The shebang gives V8 a 2 MB young generation: once its answers are cached the agent allocates
+// little, and the default (16 MB semi-spaces) costs ~30 MB of RSS on every node
+// (bench/RESULTS.md, agent memory).
 // Accepts the original's command line (Go flag syntax) plus the hub-tier flags.
 import { readFileSync } from 'node:fs';
 import { createLogger } from '../shared/log.js';

@@ -1,0 +1,257 @@
+// Measurement 5 — the real agent process with the LARGE cluster: its memory (RSS), and its
+// start-up time to a full answer of GET /v2/coreinfowatcher (all apps), (a) synced from a hub
+// and (b) from its state file with no hub reachable (the -hub address is a closed port).
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { phaseTimes, type Phase } from './lib/cpuprofile.js';
+import { readFixture } from './lib/fixtures.js';
+import { largeClusterNote, startLargeCluster } from './lib/large-cluster.js';
+import { startAgent, startHub, waitSynced, type AgentProc } from './lib/lainlet.js';
+import { freePort } from './lib/ports.js';
+import { httpGet, metricValue, readProc, runCommand, sleep, waitFor } from './lib/procs.js';
+import { ms, table, type BenchContext, type Measurement, type SectionResult } from './lib/report.js';
+import { fmtBytes, median, monoMs } from './lib/stats.js';
+import { barChart } from './lib/svg.js';
+
+const FULL_PATH = '/v2/coreinfowatcher';
+const RSS_TARGET = 64 * 1024 * 1024;
+const START_TARGET_MS = 300;
+
+interface StartRun { listeningMs: number; fullMs: number; rss: number; profile?: string }
+
+/**
+ * Where start-up time goes, by priority: a sample counts for the first phase that matches any
+ * frame of its stack. Module loading that happens outside any package's own code (compiling
+ * the files) falls to the generic "load modules" phase, so the etcd3/gRPC figure is a floor.
+ */
+const START_PHASES: Phase[] = [
+  { label: 'etcd3 / gRPC client and hub code (needed only by the -etcd embedded hub; a floor)', match: /node_modules\/(etcd3|@grpc|protobufjs|@protobufjs|cockatiel)\/|dist\/hub\// },
+  { label: 'decode pod-group values (agent/model)', match: /dist\/agent\/model\// },
+  { label: 'build indexes (agent/indexes)', match: /dist\/agent\/indexes\// },
+  { label: 'render answers (agent/api)', match: /dist\/agent\/api\/|dist\/shared\/gojson/ },
+  { label: 'msgpack decode (msgpackr)', match: /node_modules\/msgpackr\// },
+  { label: 'receive the snapshot (agent/client, ws)', match: /dist\/agent\/client\.js|node_modules\/ws\// },
+  { label: 'read the state file (agent/persist)', match: /dist\/agent\/persist\.js/ },
+  { label: 'cache (agent/cache)', match: /dist\/agent\/cache\.js/ },
+  { label: 'load and compile other modules (pino, prom-client, ws, msgpackr, the agent)', match: /node:internal\/modules|compileForInternalLoader|requireBuiltin|ModuleJob/ },
+  { label: 'garbage collection', match: /\(garbage collector\)/ },
+];
+
+/**
+ * Spawns an agent and polls GET /v2/coreinfowatcher every few ms on fresh connections until it
+ * answers 200 with the full body. Times are from just before the spawn. With `profileDir`, the
+ * agent runs under --cpu-prof and exits gracefully so the profile is written.
+ */
+async function timedStart(hubs: string[], extra: string[], fullBytes: number, profileDir?: string): Promise<StartRun> {
+  const port = await freePort();
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+  const t0 = monoMs();
+  const agent = await startAgent(hubs, extra, { port, spawn: profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=250'] } : undefined });
+  let listeningMs = NaN;
+  let fullMs = NaN;
+  try {
+    const deadline = t0 + 30_000;
+    while (monoMs() < deadline) {
+      if (!agent.proc.running) throw new Error(`agent exited:\n${agent.proc.output()}`);
+      try {
+        const r = await httpGet(`${agent.base}${FULL_PATH}`, 5000);
+        const now = monoMs();
+        if (Number.isNaN(listeningMs)) listeningMs = now - t0;
+        if (r.status === 200 && r.bytes === fullBytes) { fullMs = now - t0; break; }
+      } catch { /* not listening yet */ }
+      await sleep(3);
+    }
+    if (Number.isNaN(fullMs)) throw new Error(`agent gave no full answer within 30 s:\n${agent.proc.output()}`);
+    if (profileDir) {
+      await agent.proc.stop('SIGTERM');
+      const f = readdirSync(profileDir).find((x) => x.endsWith('.cpuprofile'));
+      return { listeningMs, fullMs, rss: NaN, profile: f ? path.join(profileDir, f) : undefined };
+    }
+    await sleep(1000);
+    return { listeningMs, fullMs, rss: readProc(agent.proc.pid).rss };
+  } finally {
+    await agent.proc.kill();
+  }
+}
+
+/** What the installed `lainlet-agent` command gives Node (its shebang): a 2 MB young generation. */
+const DEPLOYED_NODE_OPTIONS = '--max-semi-space-size=2';
+
+/** RSS of an agent run as the installed command runs it (its shebang's V8 flag, here via NODE_OPTIONS; a state dir), synced and idle. */
+async function deployedAgentRss(tmpDir: string, hubUrl: string): Promise<number> {
+  const stateDir = path.join(tmpDir, 'agent-state-deployed');
+  mkdirSync(stateDir, { recursive: true });
+  const agent = await startAgent([hubUrl], ['-state-dir', stateDir], { spawn: { env: { NODE_OPTIONS: DEPLOYED_NODE_OPTIONS } } });
+  try {
+    await waitSynced(agent, FULL_PATH, 60_000);
+    await httpGet(agent.base + FULL_PATH);
+    await waitFor(() => existsSync(path.join(stateDir, 'state.bin')), { timeoutMs: 15_000, message: 'the deployed-style agent to write its state file' });
+    await sleep(2000);
+    return readProc(agent.proc.pid).rss;
+  } finally {
+    await agent.proc.kill();
+  }
+}
+
+/** RSS of a bare Node process (no modules), for reference. */
+async function bareNodeRss(): Promise<number> {
+  const r = await runCommand(process.execPath, ['-e', 'setTimeout(() => process.stdout.write(String(process.memoryUsage().rss)), 500)']);
+  return Number(r.stdout);
+}
+
+/** RSS of an agent synced to the small fixture (130 KB): the part of RSS that is not the cluster. */
+async function smallClusterRss(tmpDir: string): Promise<number> {
+  const seed = path.join(tmpDir, 'cluster-small.json');
+  writeFileSync(seed, JSON.stringify({ kvs: readFixture('cluster-small') }));
+  const hub = await startHub(['--store', 'memory', '--seed', seed]);
+  const agent = await startAgent([hub.url]);
+  try {
+    await waitSynced(agent, FULL_PATH);
+    await httpGet(agent.base + FULL_PATH);
+    await sleep(2000);
+    return readProc(agent.proc.pid).rss;
+  } finally {
+    await agent.proc.kill();
+    await hub.proc.kill();
+  }
+}
+
+export const agentStartup: Measurement = {
+  name: 'agent-startup',
+  title: 'agent memory and start-up time',
+  async run(ctx: BenchContext): Promise<SectionResult> {
+    const repeats = ctx.quick ? 3 : 7;
+    const cluster = await startLargeCluster(ctx.tmpDir);
+    let ref: AgentProc | undefined;
+    try {
+      const stateDir = path.join(ctx.tmpDir, 'agent-state');
+      mkdirSync(stateDir, { recursive: true });
+      ref = await startAgent([cluster.hub.url], ['-state-dir', stateDir]);
+      await waitSynced(ref, FULL_PATH, 60_000);
+      const full = await httpGet(ref.base + FULL_PATH);
+      const fullBytes = full.bytes;
+      // The state file is written ~1 s after the last change (debounced).
+      const stateFile = path.join(stateDir, 'state.bin');
+      await waitFor(() => existsSync(stateFile), { timeoutMs: 15_000, message: 'the agent to write its state file' });
+      await sleep(2000);
+      const idle = readProc(ref.proc.pid);
+      const m = (await httpGet(`${ref.base}/metrics`)).body;
+      const heapUsed = metricValue(m, 'lainlet_agent_nodejs_heap_size_used_bytes');
+      const heapTotal = metricValue(m, 'lainlet_agent_nodejs_heap_size_total_bytes');
+      const external = metricValue(m, 'lainlet_agent_nodejs_external_memory_bytes');
+      ctx.log(`  RSS after sync ${fmtBytes(idle.rss)} (peak ${fmtBytes(idle.rssPeak)}), V8 heap used ${fmtBytes(heapUsed)}`);
+      const deployedRss = await deployedAgentRss(ctx.tmpDir, cluster.hub.url);
+      ctx.log(`  RSS as installed (${DEPLOYED_NODE_OPTIONS}, the lainlet-agent shebang): ${fmtBytes(deployedRss)}`);
+
+      const fromHub: StartRun[] = [];
+      for (let i = 0; i < repeats; i++) fromHub.push(await timedStart([cluster.hub.url], [], fullBytes));
+      ctx.log(`  from the hub: full answer after ${fromHub.map((r) => Math.round(r.fullMs)).join(', ')} ms`);
+      const profHub = await timedStart([cluster.hub.url], [], fullBytes, path.join(ctx.tmpDir, 'cpuprof-start-hub'));
+
+      await ref.proc.stop('SIGTERM'); // saves the state file on the way out
+      const stateBytes = statSync(stateFile).size;
+      await cluster.hub.proc.kill();
+      const closedPort = await freePort();
+      const fromFile: StartRun[] = [];
+      for (let i = 0; i < repeats; i++) fromFile.push(await timedStart([`ws://127.0.0.1:${closedPort}`], ['-state-dir', stateDir], fullBytes));
+      ctx.log(`  from the state file: full answer after ${fromFile.map((r) => Math.round(r.fullMs)).join(', ')} ms`);
+      const profFile = await timedStart([`ws://127.0.0.1:${closedPort}`], ['-state-dir', stateDir], fullBytes, path.join(ctx.tmpDir, 'cpuprof-start-file'));
+      const smallRss = await smallClusterRss(ctx.tmpDir);
+      const bareRss = await bareNodeRss();
+      ctx.log(`  RSS with the small fixture for reference: ${fmtBytes(smallRss)}`);
+
+      const phases = (r: StartRun) => (r.profile ? phaseTimes(r.profile, START_PHASES) : undefined);
+      return report(ctx, {
+        rss: idle.rss, rssPeak: idle.rssPeak, deployedRss, heapUsed, heapTotal, external, fullBytes, stateBytes, fromHub, fromFile, repeats, smallRss, bareRss,
+        phasesHub: phases(profHub), phasesFile: phases(profFile),
+      }, largeClusterNote(cluster));
+    } finally {
+      await ref?.proc.kill();
+      await cluster.stop();
+    }
+  },
+};
+
+interface StartupData {
+  rss: number; rssPeak: number; deployedRss: number; heapUsed: number; heapTotal: number; external: number;
+  fullBytes: number; stateBytes: number; fromHub: StartRun[]; fromFile: StartRun[]; repeats: number; smallRss: number; bareRss: number;
+  phasesHub?: ReturnType<typeof phaseTimes>; phasesFile?: ReturnType<typeof phaseTimes>;
+}
+
+/** The biggest phases of the profiled state-file start, in words. */
+function startupLimits(d: StartupData): string {
+  const ph = d.phasesFile ?? d.phasesHub;
+  if (!ph) return 'no profile';
+  const top = [...ph.phases].filter((p) => p.label !== 'other').sort((a, b) => b.ms - a.ms).slice(0, 3);
+  return `the largest phases of a profiled start are ${top.map((p) => `${p.label.replace(/ \(.*\)$/, '')} ${ms(p.ms)}`).join(', ')}`;
+}
+
+function report(ctx: BenchContext, d: StartupData, clusterNote: string): SectionResult {
+  const med = (runs: StartRun[], k: 'listeningMs' | 'fullMs') => median(runs.map((r) => r[k]));
+  const max = (runs: StartRun[]) => Math.max(...runs.map((r) => r.fullMs));
+  const rssMet = d.rss <= RSS_TARGET;
+  const hubMed = med(d.fromHub, 'fullMs');
+  const fileMed = med(d.fromFile, 'fullMs');
+  const startMet = hubMed <= START_TARGET_MS && fileMed <= START_TARGET_MS;
+  const md = [
+    clusterNote,
+    '',
+    '**Memory** of the real agent process (with -state-dir) once synced and idle, 2 s after its state file was written; for reference, the same agent synced to the 130 KB cluster-small fixture (what is not the cluster), and a bare `node` process:',
+    '',
+    table(['RSS', 'RSS as installed (`lainlet-agent` shebang)', 'peak RSS (VmHWM)', 'V8 heap used / total', 'external (Buffers, ArrayBuffers)', 'state file', 'RSS with cluster-small', 'bare node RSS'], [[`**${fmtBytes(d.rss)}**`, `**${fmtBytes(d.deployedRss)}**`, fmtBytes(d.rssPeak), `${fmtBytes(d.heapUsed)} / ${fmtBytes(d.heapTotal)}`, fmtBytes(d.external), fmtBytes(d.stateBytes), fmtBytes(d.smallRss), fmtBytes(d.bareRss)]]),
+    '',
+    `**Start-up to a full answer**: from just before the process is spawned until GET ${FULL_PATH} (all apps, ${fmtBytes(d.fullBytes)}) answers 200 with the full body, polled every ~3 ms on fresh connections; ${d.repeats} runs each. "From the state file": the agent was started with -state-dir, left to save (debounced ~1 s), stopped, the hub killed, and the agent started again with -hub pointing to a closed port.`,
+    '',
+    table(['start', 'HTTP listening (median)', 'full answer: median', 'min', 'max', 'RSS 1 s later (median)'], [
+      ['synced from the hub', ms(med(d.fromHub, 'listeningMs')), `**${ms(hubMed)}**`, ms(Math.min(...d.fromHub.map((r) => r.fullMs))), ms(max(d.fromHub)), fmtBytes(median(d.fromHub.map((r) => r.rss)))],
+      ['from the state file, no hub', ms(med(d.fromFile, 'listeningMs')), `**${ms(fileMed)}**`, ms(Math.min(...d.fromFile.map((r) => r.fullMs))), ms(max(d.fromFile)), fmtBytes(median(d.fromFile.map((r) => r.rss)))],
+    ]),
+    '',
+    '"HTTP listening" is the first answer of any kind (503 until the state arrives). From the state file the agent loads the file and builds its indexes before it listens, so both times coincide; from a hub, the snapshot usually arrives and is applied before the first poll is answered.',
+  ];
+  if (d.phasesHub && d.phasesFile) {
+    const labels = d.phasesFile.phases.map((p) => p.label);
+    const get = (ph: NonNullable<StartupData['phasesHub']>, l: string) => ph.phases.find((p) => p.label === l)?.ms ?? 0;
+    md.push('', `**Where start-up time goes**: one more start of each kind under \`node --cpu-prof\` (which slows it a little), samples from the profiler's start (after Node's own bootstrap) until the process was stopped just after the full answer; each sample counts for the first phase below that any frame of its stack matches:`, '',
+      table(['phase', 'from the hub', 'from the state file'], [
+        ...labels.filter((l) => get(d.phasesHub!, l) >= 1 || get(d.phasesFile!, l) >= 1).map((l) => [l, ms(get(d.phasesHub!, l)), ms(get(d.phasesFile!, l))]),
+        ['**profiled in total**', ms(d.phasesHub.totalMs), ms(d.phasesFile.totalMs)],
+      ]));
+  }
+  const mdText = md.join('\n');
+  const chart = barChart({
+    title: 'Agent start-up to a full /v2/coreinfowatcher answer',
+    yLabel: 'ms from spawn',
+    categories: ['from hub', 'from state file'],
+    series: [
+      { name: 'HTTP listening (median)', values: [med(d.fromHub, 'listeningMs'), med(d.fromFile, 'listeningMs')] },
+      { name: 'full answer (median)', values: [hubMed, fileMed] },
+      { name: 'full answer (max)', values: [max(d.fromHub), max(d.fromFile)] },
+    ],
+    refLines: [{ value: START_TARGET_MS, label: `target ${START_TARGET_MS} ms` }],
+  });
+  const heapShare = d.heapUsed / d.rss;
+  return {
+    markdown: mdText,
+    targets: [
+      {
+        target: 'agent RSS ≤ 64 MB for a 10 MB cluster',
+        measured: `${fmtBytes(d.rss)} RSS synced and idle (V8 heap used ${fmtBytes(d.heapUsed)}); ${fmtBytes(d.deployedRss)} as installed (the lainlet-agent command's shebang: ${DEPLOYED_NODE_OPTIONS})`,
+        met: rssMet,
+        note: rssMet ? undefined : `missed by ${fmtBytes(d.rss - RSS_TARGET)} (${(d.rss / RSS_TARGET).toFixed(1)}× the target). The V8 heap holds ${fmtBytes(d.heapUsed)} (${Math.round(heapShare * 100)}% of RSS): the raw values (≈${fmtBytes(d.stateBytes)}, kept by the cache and by the index entries) plus the decoded pod groups and the rendered answers; the same agent with the 130 KB fixture takes ${fmtBytes(d.smallRss)} (a bare node process: ${fmtBytes(d.bareRss)})${d.smallRss > RSS_TARGET ? ', so Node plus the program\'s modules alone exceed the target' : `, leaving ${fmtBytes(Math.max(0, RSS_TARGET - d.smallRss))} of the target for a 10 MB cluster`}; ${fmtBytes(d.external)} of it are Buffers outside the V8 heap (agents started from a hub without -state-dir settle at ${fmtBytes(median(d.fromHub.map((r) => r.rss)))}) — see section 5.`,
+      },
+      {
+        target: 'a full answer ≤ 300 ms after start',
+        measured: `median ${ms(hubMed)} from the hub, ${ms(fileMed)} from the state file (max ${ms(max(d.fromHub))} / ${ms(max(d.fromFile))})`,
+        met: startMet,
+        note: startMet ? undefined : [
+          hubMed > START_TARGET_MS ? `from the hub missed by ${ms(hubMed - START_TARGET_MS)}` : '',
+          fileMed > START_TARGET_MS ? `from the state file missed by ${ms(fileMed - START_TARGET_MS)}` : '',
+        ].filter(Boolean).join('; ') + `: ${startupLimits(d)} — phase table in section 5.`,
+      },
+    ],
+    charts: [{ file: 'agent-startup.svg', svg: chart, caption: 'agent start-up: time to listen and to a full all-apps coreinfowatcher answer, with the target' }],
+    data: d,
+  };
+  void ctx;
+}
