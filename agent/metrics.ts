@@ -15,15 +15,16 @@ export interface AgentMetricsSource {
 type Rendered = { contentType: string; render(): Promise<string> };
 
 export class AgentMetrics {
-  /** "path status" → requests answered. */
-  private readonly requests = new Map<string, number>();
+  /** path → status → requests answered. */
+  private readonly requests = new Map<string, Map<number, number>>();
   private registry?: Promise<Rendered>;
 
   constructor(private readonly src: AgentMetricsSource) {}
 
   readonly request = (path: string, status: number): void => {
-    const key = `${path} ${status}`;
-    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+    let byStatus = this.requests.get(path);
+    if (!byStatus) this.requests.set(path, (byStatus = new Map()));
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   };
 
   async scrape(): Promise<{ contentType: string; body: string }> {
@@ -41,9 +42,8 @@ export class AgentMetrics {
       name: 'lainlet_agent_requests_total', help: 'HTTP requests by endpoint and status', labelNames: ['path', 'status'], registers: [registry],
       collect() {
         this.reset();
-        for (const [key, n] of requests) {
-          const space = key.lastIndexOf(' ');
-          this.inc({ path: key.slice(0, space), status: key.slice(space + 1) }, n);
+        for (const [path, byStatus] of requests) {
+          for (const [status, n] of byStatus) this.inc({ path, status: String(status) }, n);
         }
       },
     });

@@ -21,15 +21,33 @@ export interface SavedState {
   entries: Array<[string, string]>;
 }
 
-export function encodeState(state: SavedState): Buffer {
-  // A Packr of its own, dropped after the write: msgpackr's shared encoder keeps its working
-  // buffer (~1.5× the largest thing it ever packed) for the life of the process — 15 MB of RSS
-  // for a 10 MB state, measured (bench/RESULTS.md).
-  const payload = new Packr({ useRecords: false }).pack(state);
+/**
+ * The file's two parts: header (magic + CRC) and payload. `payload` is a view on msgpackr's
+ * working buffer: use it before anything else is packed, then call releaseEncoderMemory().
+ */
+function encodeStateParts(state: SavedState): [Buffer, Buffer] {
+  const payload = statePackr.pack(state);
   const head = Buffer.alloc(MAGIC.length + 4);
   MAGIC.copy(head);
   head.writeUInt32BE(crc32(payload), MAGIC.length);
-  return Buffer.concat([head, payload]);
+  return [head, payload];
+}
+
+/**
+ * msgpackr packs into one module-wide buffer that only ever grows (to ~1.5× the largest thing
+ * packed): after a 10 MB state it would pin ~15 MB for the life of the process (measured,
+ * bench/RESULTS.md). Hand it a small buffer again once the state is written.
+ */
+function releaseEncoderMemory(): void {
+  statePackr.useBuffer(new Uint8Array(8192));
+}
+
+const statePackr = new Packr({ useRecords: false });
+
+export function encodeState(state: SavedState): Buffer {
+  const whole = Buffer.concat(encodeStateParts(state));
+  releaseEncoderMemory();
+  return whole;
 }
 
 export function decodeState(bytes: Buffer): SavedState {
@@ -93,13 +111,15 @@ export class StatePersister {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (!this.cache.hasState || this.cache.revision === this.savedRev) return;
-    const bytes = encodeState({ rev: this.cache.revision, savedAt: Date.now(), entries: [...this.cache.entries] });
     const tmp = `${this.path}.tmp`;
     try {
       mkdirSync(this.dir, { recursive: true });
       const fd = openSync(tmp, 'w', 0o600);
       try {
-        writeSync(fd, bytes);
+        const [head, payload] = encodeStateParts({ rev: this.cache.revision, savedAt: Date.now(), entries: [...this.cache.entries] });
+        writeSync(fd, head);
+        writeSync(fd, payload);
+        releaseEncoderMemory();
         fsyncSync(fd);
       } finally {
         closeSync(fd);

@@ -42,8 +42,13 @@ export type Frame = HubFrame | AgentFrame;
 
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, bundleStrings: false });
 
+/**
+ * Encodes a frame into a Buffer of its own. msgpackr returns a view on a shared working buffer
+ * that only grows; a frame the hub keeps (its history, snapshot parts) would otherwise pin a
+ * whole such buffer, and the history's byte bound would not be what it says.
+ */
 export function encodeFrame(frame: Frame): Buffer {
-  return packr.pack(frame);
+  return Buffer.from(packr.pack(frame));
 }
 
 export class ProtocolError extends Error {
