@@ -1,6 +1,7 @@
 // Wires an agent together: hub client → cache → indexes → endpoints → HTTP, plus the state
 // file. Used by the agent's main, the demo and the tests.
 import { hostname as osHostname } from 'node:os';
+import { collectGarbage } from '../shared/gc.js';
 import type { Logger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
 import { AnswerCache } from './api/answers.js';
@@ -75,6 +76,14 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
     log.info({ rev: saved.rev, keys: saved.entries.length, savedAt: new Date(saved.savedAt).toISOString() }, 'loaded state file; serving it (stale) until a hub is reached');
   }
 
+  // The initial sync is the agent's memory peak (snapshot frames, decoding temporaries, the
+  // first state file): once it is behind us, collect once so the garbage leaves the RSS.
+  let settled = false;
+  const settle = () => {
+    if (settled || !cache.hasState) return;
+    settled = true;
+    setTimeout(collectGarbage, 100).unref();
+  };
   const client = new HubClient({
     hubs: opts.hubs,
     node: hostname,
@@ -85,6 +94,9 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
     backoffCapMs: opts.backoffCapMs ?? AGENT_DEFAULTS.backoffCapMs,
   }, cache, log);
 
+  if (persister) persister.onSaved = settle;
+  else client.onStatus = () => { if (client.status.live) settle(); };
+  if (saved) settle(); // loading a large state file is a peak of its own
   const isStale = () => !client.status.live || cache.hubStale || cache.source !== 'hub';
   const metrics = new AgentMetrics({ cache, client, streams, isStale });
 

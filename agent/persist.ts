@@ -66,6 +66,8 @@ export class StatePersister {
   private savedRev = -1;
   lastSaveError = '';
   lastSavedAt = 0;
+  /** Called after each successful write. */
+  onSaved?: () => void;
 
   constructor(
     private readonly dir: string,
@@ -130,6 +132,7 @@ export class StatePersister {
       this.savedRev = this.cache.revision;
       this.lastSavedAt = Date.now();
       this.lastSaveError = '';
+      this.onSaved?.();
     } catch (err) {
       this.lastSaveError = (err as Error).message;
       this.log.error({ path: this.path, err: this.lastSaveError }, 'cannot write state file');
