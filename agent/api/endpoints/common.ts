@@ -21,6 +21,14 @@ export const TOO_MANY_DEAD = 'over half of the containers lost their IPs';
 
 export type Resolution = { scope: string } | Answer;
 
+/**
+ * The routers' guard (webprocs, streamprocs): refuse with 500 when no pod, or fewer than half of
+ * the pods, have an IP — a router must keep its old routes rather than drop a cluster's.
+ */
+export function lostTooManyIps(pods: number, alive: number): Answer | undefined {
+  return pods === 0 || alive * 2 < pods ? serverError(TOO_MANY_DEAD) : undefined;
+}
+
 export function ok(body: string): Answer {
   return { status: 200, body };
 }

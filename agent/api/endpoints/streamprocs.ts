@@ -4,7 +4,7 @@
 import { encodeString } from '../../../shared/gojson.js';
 import type { PodGroupEntry } from '../../indexes/index.js';
 import type { Endpoint } from '../types.js';
-import { TOO_MANY_DEAD, appScope, defineEndpoint, flatten, joinFragments, memoize, ok, serverError, type EndpointContext } from './common.js';
+import { appScope, defineEndpoint, flatten, joinFragments, lostTooManyIps, memoize, ok, type EndpointContext } from './common.js';
 
 interface StreamProc {
   /** The encoded proc: {"Name","Upstreams","Services"}. */
@@ -55,7 +55,8 @@ export function streamProcs({ indexes, auth }: EndpointContext): Endpoint {
         }
         out += proc.json;
       }
-      if (pods === 0 || alive * 2 < pods) return serverError(TOO_MANY_DEAD);
+      const refused = lostTooManyIps(pods, alive);
+      if (refused) return refused;
       return ok(out + (namespace === undefined ? '}' : ']}'));
     },
   });

@@ -5,7 +5,7 @@
 import { encodeString } from '../../../shared/gojson.js';
 import type { PodGroupEntry } from '../../indexes/index.js';
 import type { Endpoint } from '../types.js';
-import { TOO_MANY_DEAD, appScope, defineEndpoint, flatten, joinFragments, memoize, ok, serverError, type EndpointContext } from './common.js';
+import { appScope, defineEndpoint, flatten, joinFragments, lostTooManyIps, memoize, ok, type EndpointContext } from './common.js';
 import { objectByName } from './pod-group-maps.js';
 
 export function isWebProc(name: string): boolean {
@@ -47,7 +47,8 @@ export function webProcs({ indexes, auth }: EndpointContext): Endpoint {
         pods += proc.pods;
         alive += proc.alive;
       }
-      if (pods === 0 || alive * 2 < pods) return serverError(TOO_MANY_DEAD);
+      const refused = lostTooManyIps(pods, alive);
+      if (refused) return refused;
       return ok(objectByName(entries, (entry) => webProcOf(entry).member));
     },
   });
