@@ -5,6 +5,8 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { AnswerCache } from './api/answers.js';
+import { parseQuery, routePath } from './api/endpoints/request.js';
+import { normalizeIp } from './auth.js';
 import type { Answer, ApiRequest, Endpoint } from './api/types.js';
 import { STREAM_HEADER, type StreamHub } from './streams.js';
 
@@ -25,35 +27,6 @@ const NOT_FOUND = '404 not found';
 // Go sniffs every lainlet body as text/plain (API.md §2).
 const TEXT_PLAIN = ['Content-Type', 'text/plain; charset=utf-8'];
 const PAGE_NOT_FOUND = '404 page not found\n';
-
-/** Go's url.ParseQuery + FormValue: first value wins, "+" is a space, ";" also separates. */
-export function parseQuery(search: string): Map<string, string> {
-  const out = new Map<string, string>();
-  if (search === '') return out;
-  for (const part of search.split(/[&;]/)) {
-    if (part === '') continue;
-    const eq = part.indexOf('=');
-    const rawKey = eq < 0 ? part : part.slice(0, eq);
-    const rawValue = eq < 0 ? '' : part.slice(eq + 1);
-    const key = unescapeQuery(rawKey);
-    const value = unescapeQuery(rawValue);
-    if (key === null || value === null) continue; // Go drops pairs with bad escapes
-    if (!out.has(key)) out.set(key, value);
-  }
-  return out;
-}
-
-function unescapeQuery(s: string): string | null {
-  const plus = s.includes('+') ? s.replace(/\+/g, ' ') : s;
-  if (!plus.includes('%')) return plus;
-  try { return decodeURIComponent(plus); } catch { return null; }
-}
-
-/** "::ffff:10.0.0.1" → "10.0.0.1" (dual-stack listeners report IPv4 peers that way). */
-export function normalizeIp(addr: string | undefined): string {
-  if (!addr) return '';
-  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
-}
 
 export function isWatch(value: string | undefined): boolean {
   return value !== undefined && value !== '' && value !== '0' && value !== 'false';
@@ -97,9 +70,8 @@ export class AgentHttp {
 
     const rawUrl = req.url ?? '/';
     const q = rawUrl.indexOf('?');
-    let path = q < 0 ? rawUrl : rawUrl.slice(0, q);
+    const path = routePath(rawUrl);
     const search = q < 0 ? '' : rawUrl.slice(q + 1);
-    if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
     const method = req.method ?? 'GET';
     const known = this.routes.has(path) || path === '/debug' || path === '/version' || (this.opts.extraRoutes?.[path] !== undefined);
     if (!known) return this.plain(res, 'unknown', 404, NOT_FOUND);
@@ -127,7 +99,7 @@ export class AgentHttp {
     // Not synced yet: 503 for GET and watch alike (API.md §11 item 8) — an empty init would
     // make webrouter or networkd drop their configuration.
     if (notReady !== null) return this.plain(res, path, 503, notReady);
-    const apiReq: ApiRequest = { path, query: (name) => params.get(name) ?? '', remoteIp: normalizeIp(req.socket.remoteAddress) };
+    const apiReq: ApiRequest = { path, query: (name) => params.get(name) ?? '', remoteIp: normalizeIp(req.socket.remoteAddress ?? '') };
     let resolved: { scope: string } | Answer;
     try {
       resolved = endpoint.resolve(apiReq);
