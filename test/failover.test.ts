@@ -185,7 +185,7 @@ test.serial('with every hub down, a restarted agent serves its state file (stale
     const agent = cluster.agents[0]!;
     const before = (await httpGet(`${agent.base}/v2/coreinfowatcher`)).body;
     await waitFor(() => { try { return readFileSync(join(stateDir, 'state.bin')).length > 0; } catch { return false; } }, { timeoutMs: 5000, message: 'state file written' });
-    await agent.proc.stop('SIGTERM');
+    t.is(await agent.proc.stop('SIGTERM'), 0, 'the agent exits cleanly on SIGTERM');
     await cluster.hubs[0]!.proc.kill();
     const port = await freePort();
     const again = startAgent(['-web', `127.0.0.1:${port}`, '-hub', cluster.hubs[0]!.url, '-ip', '127.0.0.1', '-hostname', 'node1', '-state-dir', stateDir]);
