@@ -4,6 +4,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VERSION } from '../shared/version.js';
@@ -78,9 +79,19 @@ test.serial('with --token-file, an agent without the token or with a wrong one i
 test.serial('TLS: the hub serves wss:// and an agent with -ca-file verifies it', async (t) => {
   const [hubPort, agentPort, plainAgentPort] = await freePorts(3);
   const hub = startHub(['--etcd', etcd.endpoint, '--listen', `127.0.0.1:${hubPort}`, '--token-file', join(dir, 'token'), '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')]);
-  const agent = startAgent(['-web', `127.0.0.1:${agentPort}`, '-hub', `wss://127.0.0.1:${hubPort}`, '-token-file', join(dir, 'token'), '-ca-file', join(dir, 'cert.pem')]);
-  const untrusting = startAgent(['-web', `127.0.0.1:${plainAgentPort}`, '-hub', `wss://127.0.0.1:${hubPort}`, '-token-file', join(dir, 'token')]);
-  await withProcs([hub, agent, untrusting], async () => {
+  const procs: Proc[] = [hub];
+  await withProcs(procs, async () => {
+    // Agents start once the hub listens, so their first error is about TLS, not a refused
+    // connection (and a short backoff keeps the retries coming on a loaded machine).
+    const listening = () => new Promise<boolean>((resolve) => {
+      const s = net.connect(hubPort!, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    await waitFor(listening, { timeoutMs: 15_000, message: 'TLS hub listening' });
+    const agent = startAgent(['-web', `127.0.0.1:${agentPort}`, '-hub', `wss://127.0.0.1:${hubPort}`, '-token-file', join(dir, 'token'), '-ca-file', join(dir, 'cert.pem'), '-reconnect-max', '1000']);
+    const untrusting = startAgent(['-web', `127.0.0.1:${plainAgentPort}`, '-hub', `wss://127.0.0.1:${hubPort}`, '-token-file', join(dir, 'token'), '-reconnect-max', '1000']);
+    procs.push(agent, untrusting);
     await waitFor(() => agentSynced(`http://127.0.0.1:${agentPort}`), { timeoutMs: 15_000, message: `agent over wss syncs\n${agent.output()}\n${hub.output()}` });
     t.is((await httpGet(`http://127.0.0.1:${agentPort}/v2/configwatcher?target=domain`)).body, '{"domain":"lain.local"}');
     const debugOf = async () => JSON.parse((await httpGet(`http://127.0.0.1:${plainAgentPort}/debug`)).body) as { hasState: boolean; hub: { lastError: string } };

@@ -63,7 +63,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const agents: RunningAgent[] = [];
     for (let i = 0; i < nAgents; i++) {
       const port = ports[nHubs + i]!;
-      const args = ['-web', `127.0.0.1:${port}`, '-hub', hubs.map((h) => h.url).join(','), '-silence-timeout', '1500', ...(opts.agentArgs?.(i) ?? ['-ip', '127.0.0.1', '-hostname', 'node1'])];
+      // Short silence and backoff bounds keep failover tests quick and steady on a loaded machine.
+      const args = ['-web', `127.0.0.1:${port}`, '-hub', hubs.map((h) => h.url).join(','), '-silence-timeout', '1500', '-reconnect-max', '2000', ...(opts.agentArgs?.(i) ?? ['-ip', '127.0.0.1', '-hostname', 'node1'])];
       const proc = startAgent(args);
       procs.push(proc);
       agents.push({ proc, port, base: `http://127.0.0.1:${port}`, args });
