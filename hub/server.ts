@@ -51,7 +51,6 @@ interface AgentConn {
 const LOW_WATER = 1 << 20;
 
 export interface HubCounters {
-  agentsConnected: number;
   snapshotsSent: number;
   resumes: number;
   deltasSentFrames: number;
@@ -68,7 +67,7 @@ export class HubServer {
   private progressTimer?: NodeJS.Timeout;
   private nextId = 1;
   private liveCount = 0;
-  readonly counters: HubCounters = { agentsConnected: 0, snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rogueClients: 0 };
+  readonly counters: HubCounters = { snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rogueClients: 0 };
   port = 0;
 
   onAgentAhead?: () => void;
@@ -90,7 +89,7 @@ export class HubServer {
       open: (ws) => this.open(ws),
       message: (ws, message, isBinary) => this.message(ws, message, isBinary),
       drain: (ws) => { if (ws.getUserData().phase === 'catchup') this.pump(ws); },
-      close: (ws, code, message) => this.close(ws, code, message),
+      close: (ws, code, message) => this.closed(ws, code, message),
     });
     // 200 only when the hub is fit to take agents: loaded, current and in touch with its store
     // (a rolling upgrade waits for this before moving on to the next hub).
@@ -152,15 +151,15 @@ export class HubServer {
     while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   }
 
-  close(): void;
-  close(ws: uWS.WebSocket<AgentConn>, code: number, message: ArrayBuffer): void;
-  close(ws?: uWS.WebSocket<AgentConn>, code?: number, message?: ArrayBuffer): void {
-    if (!ws) {
-      clearInterval(this.progressTimer);
-      this.stopListening();
-      for (const c of [...this.conns]) c.close();
-      return;
-    }
+  /** Stops the hub's server: no more connections, progress frames or agents. */
+  close(): void {
+    clearInterval(this.progressTimer);
+    this.stopListening();
+    for (const c of [...this.conns]) c.close();
+  }
+
+  /** uWebSockets.js says a connection is gone (whoever closed it). */
+  private closed(ws: uWS.WebSocket<AgentConn>, code: number, message: ArrayBuffer): void {
     const conn = ws.getUserData();
     clearTimeout(conn.helloTimer);
     if (conn.phase === 'live') this.liveCount--;
@@ -168,7 +167,6 @@ export class HubServer {
     conn.phase = 'closed';
     this.conns.delete(ws);
     this.waiting.delete(ws);
-    this.counters.agentsConnected = this.conns.size;
     // 1006 without a reason from our side while the agent was live: uWebSockets.js closed it
     // at maxBackpressure (or the network broke). Either way the agent resumes from its revision.
     const reason = message ? Buffer.from(message).toString() : '';
@@ -194,7 +192,6 @@ export class HubServer {
   private open(ws: uWS.WebSocket<AgentConn>): void {
     const conn = ws.getUserData();
     this.conns.add(ws);
-    this.counters.agentsConnected = this.conns.size;
     conn.helloTimer = setTimeout(() => this.reject(ws, 'no_hello', `no hello within ${this.opts.helloTimeoutMs} ms`), this.opts.helloTimeoutMs);
   }
 

@@ -24,33 +24,32 @@ export class StoreSync {
     private readonly prefillRevisions = 0,
   ) {}
 
+  private resolveReady?: () => void;
+
   /** Resolves after the first successful list (the hub can serve from then on). */
   start(): Promise<void> {
-    return new Promise((resolve) => {
-      const loop = async () => {
-        if (this.stopped) return;
-        try {
-          await this.listAndWatch();
-          this.backoff.reset();
-          resolve();
-        } catch (err) {
-          this.lastError = (err as Error).message;
-          this.state.setStale(true);
-          const delay = this.backoff.next();
-          this.log.warn({ err: this.lastError, retryInMs: Math.round(delay) }, 'store list/watch failed; serving last state as stale');
-          this.retryTimer = setTimeout(loop, delay);
-        }
-      };
-      this.relistNow = () => {
-        if (this.stopped) return;
-        clearTimeout(this.retryTimer);
-        void loop();
-      };
-      void loop();
-    });
+    const ready = new Promise<void>((resolve) => { this.resolveReady = resolve; });
+    void this.relist();
+    return ready;
   }
 
-  private relistNow: () => void = () => {};
+  /** Lists and watches again now; on failure retries with backoff, serving the last state as stale. */
+  private async relist(): Promise<void> {
+    if (this.stopped) return;
+    clearTimeout(this.retryTimer);
+    try {
+      await this.listAndWatch();
+      this.backoff.reset();
+      this.resolveReady?.();
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.state.setStale(true);
+      const delay = this.backoff.next();
+      this.log.warn({ err: this.lastError, retryInMs: Math.round(delay) }, 'store list/watch failed; serving last state as stale');
+      this.retryTimer = setTimeout(() => void this.relist(), delay);
+    }
+  }
+
   private catchingUp = false;
   /** The last list was historical: once the watch is up, list the present to be current at once. */
   private prefilling = false;
@@ -126,7 +125,7 @@ export class StoreSync {
       onLost: (reason) => {
         this.watch = undefined; // dead already; nothing to cancel
         this.log.warn({ reason, revision: this.state.revision }, 'store watch lost; listing again');
-        this.relistNow();
+        void this.relist();
       },
       onDisconnected: (reason) => {
         this.disconnects++;

@@ -117,12 +117,14 @@ test.serial('the hub refuses a non-loopback listen address without a token, unle
 
 test.serial('standalone: the original\'s command line runs an embedded hub, with one etcd watch per node', async (t) => {
   const [web] = await freePorts(1);
-  const before = await etcd.watcherCount();
+  // Hubs of earlier tests were killed; etcd notices their watches end in its own time.
+  await waitFor(async () => (await etcd.watcherCount()) === 0, { timeoutMs: 15_000, message: 'no watchers left from earlier tests' });
   const agent = startAgent(['-web', `127.0.0.1:${web}`, '-etcd', etcd.endpoint, '-ip', '127.0.0.1', '-hostname', 'node1', '-grpc.addr=:9000', '-debug']);
   await withProcs([agent], async () => {
     const base = `http://127.0.0.1:${web}`;
     await waitFor(() => agentSynced(base), { timeoutMs: 15_000, message: `standalone agent syncs\n${agent.output()}` });
-    t.is(await etcd.watcherCount(), before + 1);
+    await waitFor(async () => (await etcd.watcherCount()) === 1, { timeoutMs: 5000, message: 'one etcd watch for the standalone agent' });
+    t.is(await etcd.watcherCount(), 1);
     const client = etcdClient(etcd);
     await client.put('/lain/config/standalone').value('yes');
     client.close();
