@@ -125,6 +125,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
         lastFrameAgeMs: client.status.lastFrameAt ? Date.now() - client.status.lastFrameAt : null,
         reconnects: client.status.reconnects,
         snapshots: client.status.snapshots,
+        resets: client.status.resets,
         lastError: client.status.lastError,
       },
       streams: streams.stats,

@@ -18,6 +18,8 @@ export class Cache {
   source: CacheSource = 'none';
   /** The hub said its own state is stale (it lost etcd). */
   hubStale = false;
+  /** The store identity (etcd cluster id) the state came from; '' = unknown. */
+  epoch = '';
   private readonly listeners: CacheListener[] = [];
 
   onChange(listener: CacheListener): void { this.listeners.push(listener); }
@@ -25,10 +27,12 @@ export class Cache {
   /**
    * Replaces the state with a complete snapshot at `revision` and emits the difference, so
    * event streams see proper updates and deletes rather than a reset.
-   * Returns false (and changes nothing) if the snapshot is older than what we hold.
+   * Returns false (and changes nothing) if the snapshot is older than what we hold — unless
+   * `reset`: the hub checked against the store that our revision belongs to another history
+   * (etcd restored from an older backup, or rebuilt), and its state is the truth now.
    */
-  replace(revision: number, entries: Iterable<[string, string]>, source: CacheSource): boolean {
-    if (this.hasState && revision < this.revision) return false;
+  replace(revision: number, entries: Iterable<[string, string]>, source: CacheSource, reset = false): boolean {
+    if (this.hasState && revision < this.revision && !reset) return false;
     const next = new Map(entries);
     const puts: Array<[string, string]> = [];
     const dels: string[] = [];

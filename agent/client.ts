@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { Backoff } from '../shared/backoff.js';
 import type { Logger } from '../shared/log.js';
-import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type HubFrame, type SnapshotFrame } from '../shared/protocol.js';
+import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type HelloFrame, type HubFrame, type SnapshotFrame } from '../shared/protocol.js';
 import type { Cache } from './cache.js';
 
 export interface HubClientOptions {
@@ -29,6 +29,8 @@ export interface HubClientStatus {
   lastFrameAt: number;
   reconnects: number;
   snapshots: number;
+  /** Reset snapshots taken (the store's history was replaced under us). */
+  resets: number;
   lastError: string;
 }
 
@@ -42,7 +44,9 @@ export class HubClient {
   private stopped = false;
   private pendingSnapshot?: { rev: number; parts: number; entries: Array<[string, string]> };
   private readonly ca?: Buffer;
-  readonly status: HubClientStatus = { hub: '', connected: false, live: false, hubRevision: 0, lastFrameAt: 0, reconnects: 0, snapshots: 0, lastError: '' };
+  /** -silence-timeout until a hub tells us its progress interval (see the prog frame). */
+  private silenceTimeoutMs: number;
+  readonly status: HubClientStatus = { hub: '', connected: false, live: false, hubRevision: 0, lastFrameAt: 0, reconnects: 0, snapshots: 0, resets: 0, lastError: '' };
   /** Called whenever the connection state changes (for staleness and metrics). */
   onStatus?: () => void;
 
@@ -51,6 +55,7 @@ export class HubClient {
     // Start on a random hub so the agents of a cluster spread over the hub tier.
     this.hubIndex = Math.floor(Math.random() * opts.hubs.length);
     this.backoff = new Backoff(opts.backoffBaseMs, opts.backoffCapMs);
+    this.silenceTimeoutMs = opts.silenceTimeoutMs;
     if (opts.caFile) this.ca = readFileSync(opts.caFile);
   }
 
@@ -84,7 +89,9 @@ export class HubClient {
       this.status.connected = true;
       this.status.lastError = '';
       this.pendingSnapshot = undefined;
-      ws.send(encodeFrame({ t: 'hello', v: PROTOCOL_VERSION, node: this.opts.node, rev: this.cache.hasState ? this.cache.revision : 0 }));
+      const hello: HelloFrame = { t: 'hello', v: PROTOCOL_VERSION, node: this.opts.node, rev: this.cache.hasState ? this.cache.revision : 0 };
+      if (this.cache.hasState && this.cache.epoch) hello.epoch = this.cache.epoch;
+      ws.send(encodeFrame(hello));
       this.heard();
       this.log.info({ hub: url, rev: this.cache.revision }, 'connected to hub');
       this.onStatus?.();
@@ -136,9 +143,17 @@ export class HubClient {
         this.status.hubRevision = frame.rev;
         this.cache.advance(frame.rev);
         this.cache.hubStale = frame.stale;
+        if (frame.epoch) this.cache.epoch = frame.epoch;
+        if (frame.pi !== undefined && frame.pi > 0) {
+          // Three of the hub's own progress periods (plus a second for the network), never
+          // less than we were configured with: a hub with a long interval is not "silent".
+          this.silenceTimeoutMs = Math.max(this.opts.silenceTimeoutMs, 3 * frame.pi + 1000);
+        }
         if (!this.status.live) {
-          // The hub sends its first progress frame when we are caught up: we are live.
+          // The hub sends its first progress frame when we are caught up: we are live, and
+          // what we serve is the hub's present (also a state loaded from our file).
           this.status.live = true;
+          this.cache.source = 'hub';
           this.backoff.reset();
           this.log.info({ hub: this.status.hub, rev: this.cache.revision, hubStale: frame.stale }, 'in sync with hub');
         }
@@ -163,8 +178,15 @@ export class HubClient {
     pending.parts++;
     if (!frame.last) return;
     this.pendingSnapshot = undefined;
-    if (!this.cache.replace(frame.rev, pending.entries, 'hub')) {
+    const before = this.cache.revision;
+    if (!this.cache.replace(frame.rev, pending.entries, 'hub', frame.reset === true)) {
       throw new Error(`snapshot at ${frame.rev} is older than our revision ${this.cache.revision}`);
+    }
+    if (frame.epoch) this.cache.epoch = frame.epoch;
+    if (frame.reset) {
+      this.status.resets++;
+      this.log.error({ hub: this.status.hub, oldRev: before, rev: frame.rev, epoch: frame.epoch },
+        'the store was reset (etcd restored from an older backup or rebuilt): took the hub\'s state as the truth');
     }
     this.cache.hubStale = frame.stale;
     this.status.snapshots++;
@@ -175,7 +197,7 @@ export class HubClient {
   private heard(): void {
     this.status.lastFrameAt = Date.now();
     clearTimeout(this.silenceTimer);
-    this.silenceTimer = setTimeout(() => this.fail(`hub silent for ${this.opts.silenceTimeoutMs} ms`), this.opts.silenceTimeoutMs);
+    this.silenceTimer = setTimeout(() => this.fail(`hub silent for ${this.silenceTimeoutMs} ms`), this.silenceTimeoutMs);
   }
 
   private fail(reason: string): void {

@@ -49,10 +49,10 @@ export class DeltaHistory {
   }
 
   /**
-   * The frames an agent at revision `rev` needs to reach the newest revision, or null when the
+   * The entries (frames) an agent at revision `rev` needs to reach the newest revision, or null when the
    * window does not reach back to `rev` (the agent needs a snapshot). [] when already current.
    */
-  framesAfter(rev: number): Buffer[] | null {
+  framesAfter(rev: number): HistoryEntry[] | null {
     if (this.count === 0) return null;
     const newest = this.at(this.count - 1);
     if (rev >= newest.rev) return [];
@@ -63,8 +63,8 @@ export class DeltaHistory {
       const mid = (lo + hi) >> 1;
       if (this.at(mid).rev > rev) hi = mid; else lo = mid + 1;
     }
-    const out: Buffer[] = [];
-    for (let i = lo; i < this.count; i++) out.push(this.at(i).frame);
+    const out: HistoryEntry[] = [];
+    for (let i = lo; i < this.count; i++) out.push(this.at(i));
     return out;
   }
 

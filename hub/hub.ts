@@ -15,7 +15,11 @@ export interface HubOptions {
   historyMaxCount: number;
   historyMaxBytes: number;
   maxBackpressure: number;
+  /** Bytes queued to all agents together before the most backed-up are disconnected. */
+  maxTotalBackpressure?: number;
   progressIntervalMs: number;
+  /** How often the store's revision is checked for a reset (ms). */
+  storeProbeIntervalMs?: number;
   /** Store revisions of history a starting hub replays to fill its delta history. */
   historyPrefillRevisions?: number;
   authorize?: HubServerOptions['authorize'];
@@ -34,6 +38,9 @@ export const HUB_DEFAULTS = {
   // An agent whose socket has this much queued is not keeping up; it is disconnected and
   // resumes from its revision. Large enough for a burst of big pod-group deltas.
   maxBackpressure: 64 * 1024 * 1024,
+  // All agents together: a few non-reading clients must not take the hub's memory. 256 MB is
+  // four agents at their own limit; a healthy hub has next to nothing queued.
+  maxTotalBackpressure: 256 * 1024 * 1024,
   // Agents treat three silent periods as a dead hub (so 15 s to fail over).
   progressIntervalMs: 5000,
   // After a restart the hub replays this many etcd revisions so agents resuming on it get
@@ -57,6 +64,9 @@ export async function startHub(opts: HubOptions, log: Logger): Promise<Hub> {
     host: opts.host,
     port: opts.port,
     maxBackpressure: opts.maxBackpressure,
+    maxTotalBackpressure: opts.maxTotalBackpressure ?? Math.max(HUB_DEFAULTS.maxTotalBackpressure, opts.maxBackpressure * 4),
+    // Three silent progress periods make an agent leave; a wait longer than that gains nothing.
+    aheadTimeoutMs: Math.max(10_000, opts.progressIntervalMs * 3),
     maxAgentFrameBytes: 64 * 1024,
     progressIntervalMs: opts.progressIntervalMs,
     helloTimeoutMs: 10_000,
@@ -64,9 +74,14 @@ export async function startHub(opts: HubOptions, log: Logger): Promise<Hub> {
     tls: opts.tls,
     routes: opts.routes,
   }, log);
-  const sync = new StoreSync(opts.store, opts.prefix, state, log, opts.historyPrefillRevisions ?? HUB_DEFAULTS.historyPrefillRevisions);
-  server.onAgentAhead = () => sync.catchUp();
+  const sync = new StoreSync(opts.store, opts.prefix, state, log, {
+    prefillRevisions: opts.historyPrefillRevisions ?? HUB_DEFAULTS.historyPrefillRevisions,
+    probeIntervalMs: opts.storeProbeIntervalMs,
+  });
+  server.probeStore = () => sync.probe();
+  server.listPresent = (why) => sync.listPresent(why);
   server.isCurrent = () => sync.current;
+  sync.onCurrent = () => server.notifyCurrent();
   const ready = sync.start();
   const port = await server.listen();
   let stopping: Promise<void> | undefined;

@@ -25,7 +25,12 @@ export function hubMetrics() {
   counter('lainlet_hub_snapshots_sent_total', 'full snapshots sent to agents', (h) => h.server.counters.snapshotsSent);
   counter('lainlet_hub_resumes_total', 'agents brought up to date from history, without a snapshot', (h) => h.server.counters.resumes);
   counter('lainlet_hub_slow_agent_disconnects_total', 'agents disconnected for not keeping up', (h) => h.server.counters.slowAgentDisconnects);
-  counter('lainlet_hub_rejected_clients_total', 'clients refused for protocol errors', (h) => h.server.counters.rogueClients);
+  counter('lainlet_hub_rejected_clients_total', 'clients refused: missing or wrong token, or a protocol violation', (h) => h.server.counters.rogueClients);
+  counter('lainlet_hub_wait_timeouts_total', 'agents sent away after waiting too long for this hub (not current, or behind them)', (h) => h.server.counters.waitTimeouts);
+  counter('lainlet_hub_total_backpressure_disconnects_total', 'agents disconnected because all agents together had too much queued', (h) => h.server.counters.totalBackpressureDisconnects);
+  counter('lainlet_hub_store_resets_total', 'times the store history was found reset (etcd restored from an older backup or rebuilt)', (h) => h.state.resets);
+  counter('lainlet_hub_reset_snapshots_sent_total', 'reset snapshots sent to agents whose state was from another store history', (h) => h.server.counters.resetSnapshots);
+  counter('lainlet_hub_store_revision_reads_total', 'reads of the store revision (reset detection, agents ahead)', (h) => h.sync.probes);
   counter('lainlet_hub_store_relists_total', 'times the hub listed the store (first load and after a lost watch)', (h) => h.sync.relists);
   counter('lainlet_hub_store_disconnects_total', 'times the store connection was lost', (h) => h.sync.disconnects);
 

@@ -1,7 +1,9 @@
 // The agent-facing WebSocket server (uWebSockets.js).
 //
 // Each agent connection goes through three phases:
-//   waiting  — it said hello at a revision the hub has not reached yet;
+//   waiting  — it said hello while the hub is not current yet (a starting hub replaying
+//              history serves nobody: the past is never handed out as the present), or at a
+//              revision the hub has not reached; it is timed out after aheadTimeoutMs;
 //   catchup  — it is being sent a snapshot and/or history deltas (CatchUp), paced by
 //              backpressure (drain events), never more than LOW_WATER bytes queued at a time;
 //   live     — it is subscribed to the "deltas" topic and gets every delta by pub/sub.
@@ -10,8 +12,11 @@
 //
 // Nothing is dropped silently: uWebSockets.js would skip a pub/sub message to a socket over
 // maxBackpressure, so closeOnBackpressureLimit is on — a slow agent is disconnected and
-// resumes from its revision (DESIGN.md, Known traps).
+// resumes from its revision (DESIGN.md, Known traps). The bytes queued to all agents together
+// are bounded too (maxTotalBackpressure): past it the agents with the most queued are closed.
+import net from 'node:net';
 import uWS from 'uWebSockets.js';
+import { LogLimiter } from '../shared/log-limit.js';
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, ProtocolError, type HubFrame } from '../shared/protocol.js';
 import type { Logger } from '../shared/log.js';
 import { CatchUp } from './catchup.js';
@@ -24,6 +29,10 @@ export interface HubServerOptions {
   port: number;
   /** Bytes queued to one agent before it is disconnected as too slow. */
   maxBackpressure: number;
+  /** Bytes queued to all agents together before the most backed-up ones are disconnected. */
+  maxTotalBackpressure?: number;
+  /** An agent waiting for the hub (not current yet, or behind the agent) is sent away after this. */
+  aheadTimeoutMs?: number;
   /** Largest frame an agent may send; agents only send a small hello. */
   maxAgentFrameBytes: number;
   progressIntervalMs: number;
@@ -45,10 +54,17 @@ interface AgentConn {
   rev: number;
   catchUp?: CatchUp;
   helloTimer?: NodeJS.Timeout;
+  waitTimer?: NodeJS.Timeout;
+  /** Which hello this was (ascending): a store read started after it can judge its revision. */
+  helloSeq: number;
+  /** The server closed this connection for being too slow (told apart from network breaks). */
+  closedSlow?: boolean;
 }
 
 /** Keep at most this much queued while catching an agent up, then continue on drain. */
 const LOW_WATER = 1 << 20;
+/** How often the bytes queued to all agents are added up (also after big publishes). */
+const TOTAL_BACKPRESSURE_SWEEP_MS = 500;
 
 export interface HubCounters {
   snapshotsSent: number;
@@ -56,7 +72,14 @@ export interface HubCounters {
   deltasSentFrames: number;
   bytesSent: number;
   slowAgentDisconnects: number;
+  /** Clients refused: a missing or wrong token, or a protocol violation. */
   rogueClients: number;
+  /** Agents sent away after waiting aheadTimeoutMs for the hub. */
+  waitTimeouts: number;
+  /** Agents sent a reset snapshot (their state was from another store history). */
+  resetSnapshots: number;
+  /** Agents closed because the bytes queued to all agents passed maxTotalBackpressure. */
+  totalBackpressureDisconnects: number;
 }
 
 export class HubServer {
@@ -67,14 +90,35 @@ export class HubServer {
   private progressTimer?: NodeJS.Timeout;
   private nextId = 1;
   private liveCount = 0;
-  readonly counters: HubCounters = { snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rogueClients: 0 };
+  readonly counters: HubCounters = {
+    snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rogueClients: 0,
+    waitTimeouts: 0, resetSnapshots: 0, totalBackpressureDisconnects: 0,
+  };
   port = 0;
+  private helloSeq = 0;
+  private sweepTimer?: NodeJS.Timeout;
+  /** Bytes published since the last sweep of queued bytes (deltas × live agents). */
+  private publishedSinceSweep = 0;
+  private readonly lowWater: number;
+  private readonly maxTotalBackpressure: number;
+  /** Per-connection log lines (connect, disconnect, refusals) under a rate, see LogLimiter. */
+  private readonly connLog = new LogLimiter(100, 20);
 
-  onAgentAhead?: () => void;
+  /**
+   * Reads the store's current revision with a request sent after the call (StoreSync.probe).
+   * Used for agents ahead of us: behind the store means we are late (list); ahead of the store
+   * means the agent's state is from another history (reset snapshot).
+   */
+  probeStore?: () => Promise<{ revision: number }>;
+  /** Asks the sync for a list of the present (coalesced, rate-limited there). */
+  listPresent?: (why: string) => void;
   /** Whether the hub's state is a list of the present (not still replaying history). */
   isCurrent: () => boolean = () => true;
 
   constructor(private readonly state: HubState, private readonly opts: HubServerOptions, private readonly log: Logger) {
+    // A catch-up batch never queues more than a quarter of what would get the agent closed.
+    this.lowWater = Math.max(1, Math.min(LOW_WATER, Math.floor(opts.maxBackpressure / 4)));
+    this.maxTotalBackpressure = opts.maxTotalBackpressure ?? Math.max(opts.maxBackpressure * 4, 256 * 1024 * 1024);
     this.app = opts.tls ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile }) : uWS.App();
     this.app.ws<AgentConn>('/*', {
       compression: uWS.DISABLED,
@@ -114,16 +158,23 @@ export class HubServer {
     state.setListener({
       onDelta: (frame) => this.publishDelta(frame),
       onProgress: (rev, stale) => this.publishProgress(rev, stale),
+      onReset: () => this.resetAll(),
     });
   }
 
-  listen(): Promise<number> {
+  async listen(): Promise<number> {
+    // uWebSockets.js listens with SO_REUSEPORT on Linux: a second hub on a served port would
+    // start and silently share the connections (DESIGN.md, Known traps). A plain bind without
+    // that option fails on a port someone else holds: refuse to start then.
+    if (this.opts.port !== 0) await assertPortFree(this.opts.host, this.opts.port);
     return new Promise((resolve, reject) => {
       this.app.listen(this.opts.host, this.opts.port, (sock) => {
         if (!sock) { reject(new Error(`cannot listen on ${this.opts.host}:${this.opts.port}`)); return; }
         this.listenSocket = sock;
         this.port = uWS.us_socket_local_port(sock);
         this.progressTimer = setInterval(() => this.publishProgress(this.state.revision, this.state.stale), this.opts.progressIntervalMs);
+        this.sweepTimer = setInterval(() => this.sweepBackpressure(), TOTAL_BACKPRESSURE_SWEEP_MS);
+        this.sweepTimer.unref();
         resolve(this.port);
       });
     });
@@ -154,6 +205,7 @@ export class HubServer {
   /** Stops the hub's server: no more connections, progress frames or agents. */
   close(): void {
     clearInterval(this.progressTimer);
+    clearInterval(this.sweepTimer);
     this.stopListening();
     for (const c of [...this.conns]) c.close();
   }
@@ -162,16 +214,25 @@ export class HubServer {
   private closed(ws: uWS.WebSocket<AgentConn>, code: number, message: ArrayBuffer): void {
     const conn = ws.getUserData();
     clearTimeout(conn.helloTimer);
+    clearTimeout(conn.waitTimer);
     if (conn.phase === 'live') this.liveCount--;
     const wasPhase = conn.phase;
     conn.phase = 'closed';
     this.conns.delete(ws);
     this.waiting.delete(ws);
-    // 1006 without a reason from our side while the agent was live: uWebSockets.js closed it
-    // at maxBackpressure (or the network broke). Either way the agent resumes from its revision.
     const reason = message ? Buffer.from(message).toString() : '';
-    if (code === 1006 && wasPhase === 'live') this.counters.slowAgentDisconnects++;
-    this.log.info({ agent: conn.id, node: conn.node, remote: conn.remote, code, reason, phase: wasPhase }, 'agent disconnected');
+    // Only closes the hub decided for slowness count as slow: a 1006 is any broken connection
+    // (a killed agent, a network cut). uWebSockets.js's own close at maxBackpressure is seen
+    // by the sweep (see sweepBackpressure) before it happens, or by the send status.
+    if (conn.closedSlow) this.counters.slowAgentDisconnects++;
+    this.logConn('info', { agent: conn.id, node: conn.node, remote: conn.remote, code, reason, phase: wasPhase }, 'agent disconnected');
+  }
+
+  /** A per-connection log line, under the connection log's rate. */
+  private logConn(level: 'info' | 'warn', fields: Record<string, unknown>, line: string): void {
+    const left = this.connLog.take();
+    if (left < 0) return;
+    this.log[level](left > 0 ? { ...fields, suppressedLines: left } : fields, line);
   }
 
   private upgrade(res: uWS.HttpResponse, req: uWS.HttpRequest, context: uWS.us_socket_context_t): void {
@@ -181,11 +242,12 @@ export class HubServer {
     const authorization = req.getHeader('authorization');
     const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
     if (this.opts.authorize && !this.opts.authorize(authorization)) {
-      this.log.warn({ remote }, 'agent refused: missing or wrong token');
+      this.counters.rogueClients++;
+      this.logConn('warn', { remote }, 'agent refused: missing or wrong token');
       res.writeStatus('401 Unauthorized').writeHeader('WWW-Authenticate', 'Bearer').end('unauthorized');
       return;
     }
-    const conn: AgentConn = { id: this.nextId++, remote, node: '', phase: 'hello', rev: 0 };
+    const conn: AgentConn = { id: this.nextId++, remote, node: '', phase: 'hello', rev: 0, helloSeq: 0 };
     res.upgrade(conn, key, protocol, extensions, context);
   }
 
@@ -207,11 +269,21 @@ export class HubServer {
       clearTimeout(conn.helloTimer);
       conn.node = frame.node.slice(0, 256);
       conn.rev = frame.rev;
-      this.log.info({ agent: conn.id, node: conn.node, remote: conn.remote, rev: frame.rev, hubRev: this.state.revision }, 'agent connected');
-      if (!this.state.loaded || frame.rev > this.state.revision) {
-        conn.phase = 'waiting';
-        this.waiting.add(ws);
-        if (this.state.loaded) this.onAgentAhead?.();
+      conn.helloSeq = ++this.helloSeq;
+      this.logConn('info', { agent: conn.id, node: conn.node, remote: conn.remote, rev: frame.rev, hubRev: this.state.revision }, 'agent connected');
+      if (!this.state.loaded || !this.isCurrent()) {
+        this.wait(ws, 'the hub is not current yet');
+        return;
+      }
+      if (frame.epoch && this.state.epoch && frame.epoch !== this.state.epoch) {
+        // The agent's state is from another etcd cluster (rebuilt): its revisions mean nothing here.
+        this.log.warn({ agent: conn.id, node: conn.node, agentEpoch: frame.epoch, epoch: this.state.epoch }, 'agent state is from another store: sending a reset snapshot');
+        this.startCatchup(ws, true);
+        return;
+      }
+      if (frame.rev > this.state.revision) {
+        this.wait(ws, `the agent is ahead (revision ${frame.rev}, ours ${this.state.revision})`);
+        this.checkAhead();
         return;
       }
       this.startCatchup(ws);
@@ -221,36 +293,104 @@ export class HubServer {
     }
   }
 
-  private reject(ws: uWS.WebSocket<AgentConn>, code: string, msg: string): void {
+  private reject(ws: uWS.WebSocket<AgentConn>, code: string, detail: string): void {
     const conn = ws.getUserData();
     if (conn.phase === 'closed') return;
     this.counters.rogueClients++;
-    this.log.warn({ agent: conn.id, remote: conn.remote, code, msg }, 'agent rejected');
-    this.sendFrame(ws, { t: 'err', code, msg });
+    // `detail`, not `msg`: pino's own message key is msg, and two of them hide the reason.
+    this.logConn('warn', { agent: conn.id, remote: conn.remote, code, detail }, 'agent rejected');
+    this.sendFrame(ws, { t: 'err', code, msg: detail });
     ws.end(1008, code);
   }
 
-  private startCatchup(ws: uWS.WebSocket<AgentConn>): void {
+  /** The agent waits for the hub to be current and at its revision, for at most aheadTimeoutMs. */
+  private wait(ws: uWS.WebSocket<AgentConn>, why: string): void {
     const conn = ws.getUserData();
+    conn.phase = 'waiting';
+    this.waiting.add(ws);
+    const timeoutMs = this.opts.aheadTimeoutMs ?? 30_000;
+    conn.waitTimer = setTimeout(() => {
+      if (conn.phase !== 'waiting') return;
+      this.waiting.delete(ws);
+      this.counters.waitTimeouts++;
+      this.logConn('warn', { agent: conn.id, node: conn.node, rev: conn.rev, hubRev: this.state.revision, why }, 'agent waited too long for this hub; sending it away');
+      this.sendFrame(ws, { t: 'err', code: 'not_ready', msg: `hub could not serve revision ${conn.rev} within ${timeoutMs} ms: ${why}` });
+      ws.end(1013, 'not_ready');
+    }, timeoutMs);
+  }
+
+  private aheadCheckRunning = false;
+
+  /**
+   * Agents are waiting at revisions past ours. One store read (shared by all of them, sent
+   * after their hellos) tells which case each is in: at or below the store's revision, we are
+   * just late — list the present (rate-limited: clients never drive store load); above it, the
+   * agent's revision does not exist in the store's history — send it a reset snapshot.
+   */
+  private checkAhead(): void {
+    if (this.aheadCheckRunning || !this.probeStore) return;
+    this.aheadCheckRunning = true;
+    const judgedUpTo = this.helloSeq;
+    void this.probeStore().then((probe) => {
+      let late = false;
+      for (const ws of [...this.waiting]) {
+        const conn = ws.getUserData();
+        if (conn.helloSeq > judgedUpTo || conn.rev <= this.state.revision) continue;
+        if (conn.rev > probe.revision) {
+          this.waiting.delete(ws);
+          clearTimeout(conn.waitTimer);
+          this.logConn('warn', { agent: conn.id, node: conn.node, rev: conn.rev, storeRev: probe.revision }, 'agent revision is beyond the store (another history): sending a reset snapshot');
+          this.startCatchup(ws, true);
+        } else {
+          late = true;
+        }
+      }
+      if (late) this.listPresent?.('an agent is ahead of us');
+    }, () => { /* the wait timeout sends them elsewhere */ }).finally(() => {
+      this.aheadCheckRunning = false;
+      for (const ws of this.waiting) {
+        const conn = ws.getUserData();
+        if (conn.helloSeq > judgedUpTo && conn.rev > this.state.revision) { this.checkAhead(); break; }
+      }
+    });
+  }
+
+  private startCatchup(ws: uWS.WebSocket<AgentConn>, reset = false): void {
+    const conn = ws.getUserData();
+    clearTimeout(conn.waitTimer);
     conn.phase = 'catchup';
-    conn.catchUp = new CatchUp(this.state, conn.rev, () => { this.counters.snapshotsSent++; });
-    if (!conn.catchUp.needsSnapshot) this.counters.resumes++;
+    conn.catchUp = new CatchUp(this.state, conn.rev, () => { this.counters.snapshotsSent++; }, reset);
+    if (reset) this.counters.resetSnapshots++;
+    else if (!conn.catchUp.needsSnapshot) this.counters.resumes++;
     this.pump(ws);
+  }
+
+  /** The store's history was reset: every agent connected holds old-history state. */
+  private resetAll(): void {
+    for (const ws of [...this.conns]) {
+      const conn = ws.getUserData();
+      if (conn.phase === 'hello' || conn.phase === 'closed') continue;
+      if (conn.phase === 'live') { ws.unsubscribe(TOPIC); this.liveCount--; }
+      this.waiting.delete(ws);
+      if (!this.isCurrent()) { this.wait(ws, 'store reset; the hub is not current yet'); continue; }
+      this.startCatchup(ws, true);
+    }
   }
 
   /** Sends catch-up frames while the socket's queue is short; goes live once current. */
   private pump(ws: uWS.WebSocket<AgentConn>): void {
     const conn = ws.getUserData();
     ws.cork(() => {
-      while (conn.phase === 'catchup' && ws.getBufferedAmount() < LOW_WATER) {
-        const frames = conn.catchUp!.next();
+      let buffered: number;
+      while (conn.phase === 'catchup' && (buffered = ws.getBufferedAmount()) < this.lowWater) {
+        const frames = conn.catchUp!.next(this.lowWater - buffered);
         if (frames === null) {
           // Current: from here on pub/sub carries every delta. Tell the agent where the hub is.
           ws.subscribe(TOPIC);
           conn.phase = 'live';
           conn.catchUp = undefined;
           this.liveCount++;
-          this.send(ws, encodeFrame({ t: 'prog', rev: this.state.revision, stale: this.state.stale }));
+          this.send(ws, this.progressFrame(this.state.revision, this.state.stale));
           return;
         }
         for (const f of frames) if (!this.send(ws, f)) return;
@@ -263,8 +403,8 @@ export class HubServer {
     const status = ws.send(frame, true);
     if (status === 2) {
       const conn = ws.getUserData();
-      this.log.warn({ agent: conn.id, node: conn.node }, 'agent too slow during catch-up; disconnecting');
-      this.counters.slowAgentDisconnects++;
+      this.logConn('warn', { agent: conn.id, node: conn.node }, 'agent too slow during catch-up; disconnecting');
+      conn.closedSlow = true;
       ws.end(1013, 'too slow');
       return false;
     }
@@ -281,17 +421,62 @@ export class HubServer {
       this.app.publish(TOPIC, frame, true);
       this.counters.deltasSentFrames += this.liveCount;
       this.counters.bytesSent += frame.length * this.liveCount;
+      this.publishedSinceSweep += frame.length * this.liveCount;
+      // A burst of big deltas to many non-reading agents: add up the queues now, not later.
+      if (this.publishedSinceSweep > this.maxTotalBackpressure / 8) this.sweepBackpressure();
     }
     this.wakeWaiting();
   }
 
+  private progressFrame(rev: number, stale: boolean): Buffer {
+    return encodeFrame({ t: 'prog', rev, stale, pi: this.opts.progressIntervalMs, epoch: this.state.epoch });
+  }
+
   private publishProgress(rev: number, stale: boolean): void {
-    if (this.liveCount > 0) this.app.publish(TOPIC, encodeFrame({ t: 'prog', rev, stale }), true);
+    if (this.liveCount > 0) this.app.publish(TOPIC, this.progressFrame(rev, stale), true);
     this.wakeWaiting();
   }
 
+  /**
+   * Bounds what all agents together have queued: a few non-reading clients and some big
+   * deltas would otherwise hold maxBackpressure each. Over the bound, the agents with the most
+   * queued are closed (they resume from their revision) until the total is under it. Per agent,
+   * an agent getting near maxBackpressure is closed here too, so that the close is counted as
+   * slow (uWebSockets.js's own close at the limit looks like any broken connection).
+   */
+  private sweepBackpressure(): void {
+    this.publishedSinceSweep = 0;
+    let total = 0;
+    const queued: Array<[number, uWS.WebSocket<AgentConn>]> = [];
+    for (const ws of this.conns) {
+      const conn = ws.getUserData();
+      if (conn.phase === 'closed') continue;
+      const n = ws.getBufferedAmount();
+      if (n === 0) continue;
+      if (n > this.opts.maxBackpressure * 0.75) {
+        conn.closedSlow = true;
+        this.logConn('warn', { agent: conn.id, node: conn.node, queuedBytes: n }, 'agent not reading; disconnecting (it resumes from its revision)');
+        ws.end(1013, 'too slow');
+        continue;
+      }
+      total += n;
+      queued.push([n, ws]);
+    }
+    if (total <= this.maxTotalBackpressure) return;
+    queued.sort((a, b) => b[0] - a[0]);
+    for (const [n, ws] of queued) {
+      if (total <= this.maxTotalBackpressure) break;
+      const conn = ws.getUserData();
+      conn.closedSlow = true;
+      this.counters.totalBackpressureDisconnects++;
+      this.logConn('warn', { agent: conn.id, node: conn.node, queuedBytes: n, totalQueuedBytes: total }, 'hub-wide send queue over its bound; disconnecting the most backed-up agent');
+      ws.end(1013, 'too slow');
+      total -= n;
+    }
+  }
+
   private wakeWaiting(): void {
-    if (this.waiting.size === 0 || !this.state.loaded) return;
+    if (this.waiting.size === 0 || !this.state.loaded || !this.isCurrent()) return;
     for (const ws of [...this.waiting]) {
       if (ws.getUserData().rev <= this.state.revision) {
         this.waiting.delete(ws);
@@ -299,4 +484,23 @@ export class HubServer {
       }
     }
   }
+
+  /** The hub became current (or was reset): agents waiting for that can be served. */
+  notifyCurrent(): void {
+    this.wakeWaiting();
+    if (this.waiting.size > 0 && this.isCurrent()) this.checkAhead();
+  }
+}
+
+/** Rejects when something on this machine already listens on host:port. */
+function assertPortFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      reject(new Error(err.code === 'EADDRINUSE'
+        ? `${host}:${port} is already in use (another hub, or another program, listens there); refusing to share it`
+        : `cannot listen on ${host}:${port}: ${err.message}`));
+    });
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }

@@ -2,7 +2,7 @@
 // encoded frames agents are sent. Each delta is encoded exactly once here; the fan-out
 // sends those same bytes to every agent.
 import { encodeFrame, type DeltaFrame, type SnapshotFrame } from '../shared/protocol.js';
-import { DeltaHistory } from './history.js';
+import { DeltaHistory, type HistoryEntry } from './history.js';
 import type { RevisionChange } from './store/types.js';
 
 export interface HubStateOptions {
@@ -19,6 +19,11 @@ export interface StateListener {
   onDelta(frame: Buffer, prev: number, rev: number): void;
   /** The revision moved without a change to kept keys, or the stale flag flipped. */
   onProgress(rev: number, stale: boolean): void;
+  /**
+   * The store's history was reset (its revision went backwards or its identity changed):
+   * every agent holds state from the old history and must be sent a reset snapshot.
+   */
+  onReset(rev: number): void;
 }
 
 export class HubState {
@@ -35,13 +40,17 @@ export class HubState {
   /** True while the hub cannot reach its store: agents keep being served, marked stale. */
   stale = true;
   loaded = false;
+  /** The store identity the state belongs to (etcd's cluster id; '' = unknown). */
+  epoch = '';
   readonly history: DeltaHistory;
   private listener?: StateListener;
   private snapshotCache?: { rev: number; frames: Buffer[] };
+  private resetSnapshotCache?: { rev: number; frames: Buffer[] };
   private readonly keep: (key: string) => boolean;
   private readonly snapshotChunkBytes: number;
   /** Counters for metrics. */
   deltasPublished = 0;
+  resets = 0;
 
   constructor(opts: HubStateOptions) {
     this.keep = opts.keep;
@@ -54,6 +63,9 @@ export class HubState {
   setStale(stale: boolean): void {
     if (this.stale === stale) return;
     this.stale = stale;
+    // Snapshot frames carry the flag.
+    this.snapshotCache = undefined;
+    this.resetSnapshotCache = undefined;
     this.listener?.onProgress(this.revision, stale);
   }
 
@@ -105,6 +117,7 @@ export class HubState {
       this.lastChangeRev = revision;
       this.loaded = true;
       this.snapshotCache = undefined;
+    this.resetSnapshotCache = undefined;
       this.listener?.onProgress(revision, this.stale);
       return;
     }
@@ -113,9 +126,10 @@ export class HubState {
     for (const [k, v] of next) if (this.entries.get(k) !== v) puts.push([k, v]);
     for (const k of this.entries.keys()) if (!next.has(k)) dels.push(k);
     if (revision <= this.revision) {
-      // Same or older revision: nothing newer to tell (a list can't be older than what we
-      // watched unless etcd was restored from a backup, which only a snapshot can fix).
-      if (puts.length || dels.length) this.resetTo(revision, next);
+      // Same or older revision: nothing newer to tell — unless the contents differ, which
+      // only happens when the store's history is not ours any more (etcd restored from a
+      // backup): that is a reset. (StoreSync detects a lower revision before it gets here.)
+      if (puts.length || dels.length) this.reset(revision, next, this.epoch);
       return;
     }
     this.commit(revision, puts, dels);
@@ -125,7 +139,7 @@ export class HubState {
    * The delta frames that bring an agent at `rev` to the current state: [] when it is current
    * already, null when the history does not reach back that far (it needs a snapshot).
    */
-  framesAfter(rev: number): Buffer[] | null {
+  framesAfter(rev: number): HistoryEntry[] | null {
     if (rev >= this.lastChangeRev) return [];
     if (this.history.newestRev !== this.lastChangeRev) return null;
     return this.history.framesAfter(rev);
@@ -133,12 +147,23 @@ export class HubState {
 
   /** The snapshot frames of the current state, encoded once per revision and shared. */
   snapshotFrames(): { rev: number; frames: Buffer[] } {
-    if (this.snapshotCache?.rev === this.revision) return this.snapshotCache;
+    if (this.snapshotCache?.rev !== this.revision) this.snapshotCache = { rev: this.revision, frames: this.encodeSnapshot(false) };
+    return this.snapshotCache;
+  }
+
+  /** The same snapshot marked `reset` (see SnapshotFrame.reset), also encoded once per revision. */
+  resetSnapshotFrames(): { rev: number; frames: Buffer[] } {
+    if (this.resetSnapshotCache?.rev !== this.revision) this.resetSnapshotCache = { rev: this.revision, frames: this.encodeSnapshot(true) };
+    return this.resetSnapshotCache;
+  }
+
+  private encodeSnapshot(reset: boolean): Buffer[] {
     const frames: Buffer[] = [];
     let puts: Array<[string, string]> = [];
     let size = 0;
     const flush = (last: boolean) => {
-      const frame: SnapshotFrame = { t: 'snap', rev: this.revision, part: frames.length, last, puts, stale: this.stale };
+      const frame: SnapshotFrame = { t: 'snap', rev: this.revision, part: frames.length, last, puts, stale: this.stale, epoch: this.epoch };
+      if (reset) frame.reset = true;
       frames.push(encodeFrame(frame));
       puts = [];
       size = 0;
@@ -149,8 +174,7 @@ export class HubState {
       if (size >= this.snapshotChunkBytes) flush(false);
     }
     flush(true);
-    this.snapshotCache = { rev: this.revision, frames };
-    return this.snapshotCache;
+    return frames;
   }
 
   private commit(rev: number, puts: Array<[string, string]>, dels: string[]): void {
@@ -166,9 +190,25 @@ export class HubState {
     this.revision = rev;
     this.lastChangeRev = rev;
     this.snapshotCache = undefined;
+    this.resetSnapshotCache = undefined;
     this.history.push({ prev, rev, frame: bytes });
     this.deltasPublished++;
     this.listener?.onDelta(bytes, prev, rev);
+  }
+
+  /**
+   * The store's history is not the one this state was built from (etcd restored from an older
+   * backup, or rebuilt): take the listed state as the truth, drop the history (its revisions
+   * mean something else now) and tell the fan-out, which sends every agent a reset snapshot.
+   */
+  reset(revision: number, kvs: Iterable<[string, string]>, epoch: string): void {
+    const next = new Map<string, string>();
+    for (const [k, v] of kvs) if (this.keep(k)) next.set(k, v);
+    this.epoch = epoch;
+    this.resets++;
+    this.resetTo(revision, next);
+    this.loaded = true;
+    this.listener?.onReset(revision);
   }
 
   /** Drops history and replaces the state; agents are sent a snapshot on their next resume. */
@@ -179,6 +219,7 @@ export class HubState {
     this.lastChangeRev = rev;
     this.history.clear();
     this.snapshotCache = undefined;
+    this.resetSnapshotCache = undefined;
     this.listener?.onProgress(rev, this.stale);
   }
 }

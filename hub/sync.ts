@@ -1,36 +1,98 @@
 // Keeps HubState in step with the store: list at R, watch from R+1, and on any loss of the
 // watch list again and publish the difference. This is the hub's only store watch.
+//
+// Besides the watch it reads the store's current revision now and then (a one-key range,
+// cheap): to catch a store whose history was reset under us (etcd restored from an older
+// backup or rebuilt — its revision went backwards or its cluster id changed; a watch started
+// past the store's revision just waits, it never says so), and to tell an agent that is ahead
+// of us because it is on another hub (we are behind: list) from one whose revision is from
+// another history (it needs a reset snapshot).
 import type { Logger } from '../shared/log.js';
 import { Backoff } from '../shared/backoff.js';
 import type { HubState } from './state.js';
 import { CompactedError, type ListResult, type Store, type StoreWatch } from './store/types.js';
 
+export interface StoreSyncOptions {
+  /** How many store revisions of history a starting hub replays (0 = none). */
+  prefillRevisions?: number;
+  /** How often the store's revision is checked for a reset while all is quiet (ms). */
+  probeIntervalMs?: number;
+  /**
+   * The least time between two revision reads, or two lists of the present, that agents cause
+   * (ms): however many agents arrive ahead of us, they never drive more store load than this.
+   */
+  minClientDrivenIntervalMs?: number;
+}
+
+/** Defaults, each with its reason. */
+export const SYNC_DEFAULTS = {
+  // A restored etcd is noticed within this long; one tiny range request per hub per period.
+  probeIntervalMs: 5000,
+  // 500 hostile clients claiming a revision far ahead cost at most one read per second and one
+  // list every five seconds (a list of a large cluster is ~10 MB).
+  minProbeIntervalMs: 1000,
+  minListIntervalMs: 5000,
+};
+
+export interface Probe {
+  revision: number;
+  clusterId: string;
+}
+
 export class StoreSync {
   private watch?: StoreWatch;
   private stopped = false;
   private retryTimer?: NodeJS.Timeout;
+  private probeTimer?: NodeJS.Timeout;
   private readonly backoff = new Backoff(200, 5000);
+  private readonly presentBackoff = new Backoff(200, 5000);
+  private readonly prefillRevisions: number;
+  private readonly probeIntervalMs: number;
+  private readonly minProbeIntervalMs: number;
+  private readonly minListIntervalMs: number;
   /** Counters for metrics and /debug. */
   relists = 0;
   disconnects = 0;
+  probes = 0;
   lastError = '';
+  /**
+   * True once the state reflects a list of the present (not only a historical list that the
+   * watch is still replaying forward). Agents are served only from then on — a prefill list
+   * is history, never the present — and /healthz reports it.
+   */
+  current = false;
+  /** Told when `current` becomes true and whenever the state was reset. */
+  onCurrent?: () => void;
 
   constructor(
     private readonly store: Store,
     private readonly prefix: string,
     private readonly state: HubState,
     private readonly log: Logger,
-    /** How many store revisions of history a starting hub replays (0 = none). */
-    private readonly prefillRevisions = 0,
-  ) {}
+    opts: StoreSyncOptions = {},
+  ) {
+    this.prefillRevisions = opts.prefillRevisions ?? 0;
+    this.probeIntervalMs = opts.probeIntervalMs ?? SYNC_DEFAULTS.probeIntervalMs;
+    this.minProbeIntervalMs = opts.minClientDrivenIntervalMs ?? SYNC_DEFAULTS.minProbeIntervalMs;
+    this.minListIntervalMs = Math.max(this.minProbeIntervalMs, opts.minClientDrivenIntervalMs !== undefined ? opts.minClientDrivenIntervalMs * 5 : SYNC_DEFAULTS.minListIntervalMs);
+  }
 
   private resolveReady?: () => void;
 
-  /** Resolves after the first successful list (the hub can serve from then on). */
+  /** Resolves after the first successful list (the hub holds a state from then on). */
   start(): Promise<void> {
     const ready = new Promise<void>((resolve) => { this.resolveReady = resolve; });
     void this.relist();
     return ready;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
+    clearTimeout(this.presentTimer);
+    await this.watch?.cancel();
+    await this.store.close();
   }
 
   /** Lists and watches again now; on failure retries with backoff, serving the last state as stale. */
@@ -41,56 +103,24 @@ export class StoreSync {
       await this.listAndWatch();
       this.backoff.reset();
       this.resolveReady?.();
+      this.scheduleProbe(this.probeIntervalMs);
     } catch (err) {
       this.lastError = (err as Error).message;
       this.state.setStale(true);
       const delay = this.backoff.next();
-      this.log.warn({ err: this.lastError, retryInMs: Math.round(delay) }, 'store list/watch failed; serving last state as stale');
+      this.log.warn({ err: this.lastError, retryInMs: Math.round(delay) },
+        this.state.loaded ? 'store list/watch failed; serving last state as stale' : 'store list/watch failed; no state to serve yet');
       this.retryTimer = setTimeout(() => void this.relist(), delay);
     }
-  }
-
-  private catchingUp = false;
-  /** The last list was historical: once the watch is up, list the present to be current at once. */
-  private prefilling = false;
-  /**
-   * True once the state reflects a list of the present (not only a historical list that the
-   * watch is still replaying forward): what /healthz reports as ready.
-   */
-  current = false;
-
-  /**
-   * An agent came with a revision ahead of ours (it was on a hub that listed later). Our watch
-   * only moves our revision when something under the prefix changes, so we might wait for a
-   * long time: list once to learn the current revision (and publish any difference). The watch
-   * stays; revisions it delivers at or below the list are skipped.
-   */
-  catchUp(): void {
-    if (this.catchingUp || this.stopped || !this.state.loaded) return;
-    this.catchingUp = true;
-    void this.store.list(this.prefix).then(
-      (listed) => {
-        this.state.replaceAll(listed.revision, listed.kvs);
-        this.current = true;
-        this.log.info({ revision: this.state.revision }, 'listed to catch up with an agent ahead of us');
-      },
-      (err: Error) => this.log.warn({ err: err.message }, 'catch-up list failed'),
-    ).finally(() => { this.catchingUp = false; });
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.retryTimer);
-    await this.watch?.cancel();
-    await this.store.close();
   }
 
   /**
    * A hub that just started has no history, so every agent that resumes on it would need a
    * snapshot. Instead it lists the prefix as it was `prefillRevisions` ago and watches from
-   * there: replaying etcd's own history fills the delta history the normal way, and the hub
-   * is current moments later. Falls back to a plain list where history is unavailable
-   * (compacted, or a store without historical reads).
+   * there: replaying etcd's own history fills the delta history the normal way. That list is
+   * the past: the hub is not `current` (serves no agent) until a list of the present has been
+   * applied on top. Falls back to a plain list where history is unavailable (compacted, or a
+   * store without historical reads).
    */
   private async listForPrefill(): Promise<ListResult | null> {
     try {
@@ -98,7 +128,6 @@ export class StoreSync {
       const at = Math.max(1, current - this.prefillRevisions);
       if (at >= current) return null;
       const listed = await this.store.list(this.prefix, at);
-      this.prefilling = true;
       this.log.info({ from: at, to: current }, 'replaying store history to fill the delta history');
       return listed;
     } catch (err) {
@@ -111,13 +140,22 @@ export class StoreSync {
     await this.watch?.cancel();
     this.watch = undefined;
     const first = !this.state.loaded;
-    const listed = (first && this.prefillRevisions > 0 && (await this.listForPrefill())) || (await this.store.list(this.prefix));
+    const prefill = first && this.prefillRevisions > 0 ? await this.listForPrefill() : null;
+    const listed = prefill ?? (await this.store.list(this.prefix));
     if (this.stopped) return;
-    this.state.replaceAll(listed.revision, listed.kvs);
+    const epoch = this.store.clusterId ?? '';
+    const resetWhy = first ? undefined : (this.resetPending ?? this.resetReason(listed, this.state.revision));
+    if (resetWhy !== undefined) {
+      this.resetFromList(listed, epoch, resetWhy);
+    } else {
+      if (first) this.state.epoch = epoch;
+      this.state.replaceAll(listed.revision, listed.kvs);
+    }
+    this.resetPending = undefined;
     this.relists++;
-    this.log.info({ revision: listed.revision, keys: this.state.entries.size, first }, first ? 'store listed' : 'store re-listed; difference published');
-    const from = this.state.revision;
-    this.watch = await this.store.watch(this.prefix, from, {
+    this.log.info({ revision: listed.revision, keys: this.state.entries.size, first, historical: prefill !== null },
+      first ? 'store listed' : 'store re-listed; difference published');
+    this.watch = await this.store.watch(this.prefix, this.state.revision, {
       onChanges: (changes) => {
         for (const c of changes) this.state.apply(c);
       },
@@ -130,22 +168,157 @@ export class StoreSync {
       onDisconnected: (reason) => {
         this.disconnects++;
         this.lastError = reason;
-        this.log.warn({ reason }, 'store disconnected; serving last state as stale');
+        this.log.warn({ reason }, this.state.loaded ? 'store disconnected; serving last state as stale' : 'store disconnected');
         this.state.setStale(true);
       },
       onReconnected: () => {
         this.log.info('store reconnected');
         this.state.setStale(false);
+        // etcd may have come back as another history (restored while it was down).
+        this.scheduleProbe(0);
       },
     });
     this.state.setStale(false);
-    if (!this.prefilling) this.current = true;
-    if (this.prefilling) {
+    if (prefill === null) this.becomeCurrent();
+    else {
       // The watch now replays history into the delta history; meanwhile a list of the present
-      // makes the hub current right away (its difference is published as one more delta, and
-      // replayed revisions at or below it are skipped).
-      this.prefilling = false;
-      this.catchUp();
+      // makes the hub current (its difference is published as one more delta, and replayed
+      // revisions at or below it are skipped).
+      this.listPresent('prefill replayed: listing the present');
     }
+  }
+
+  private becomeCurrent(): void {
+    if (this.current) return;
+    this.current = true;
+    this.onCurrent?.();
+  }
+
+  // --- lists of the present ---------------------------------------------------------------
+
+  private presentTimer?: NodeJS.Timeout;
+  private listingPresent = false;
+  private lastPresentListAt = 0;
+
+  /**
+   * Lists the present and publishes the difference: after a prefill (retried until it works —
+   * until then the hub serves no agent), or because an agent is ahead of us and the store says
+   * we are behind. Coalesced and rate-limited: agents never drive more than one list per
+   * minListIntervalMs.
+   */
+  listPresent(why: string): void {
+    if (this.listingPresent || this.stopped || !this.state.loaded) return;
+    this.listingPresent = true;
+    const wait = this.current ? Math.max(0, this.lastPresentListAt + this.minListIntervalMs - Date.now()) : 0;
+    this.presentTimer = setTimeout(() => void this.runPresentList(why), wait);
+  }
+
+  private async runPresentList(why: string): Promise<void> {
+    this.lastPresentListAt = Date.now();
+    const before = this.state.revision;
+    try {
+      const listed = await this.store.list(this.prefix);
+      if (this.stopped) return;
+      const why = this.resetReason(listed, before);
+      if (why !== undefined) {
+        this.listingPresent = false;
+        this.storeReset(why);
+        return;
+      }
+      this.state.replaceAll(listed.revision, listed.kvs);
+      this.presentBackoff.reset();
+      this.log.info({ revision: this.state.revision, why }, 'listed the present');
+      this.listingPresent = false;
+      this.becomeCurrent();
+    } catch (err) {
+      this.listingPresent = false;
+      this.lastError = (err as Error).message;
+      if (this.current || this.stopped) {
+        this.log.warn({ err: this.lastError, why }, 'list of the present failed');
+        return;
+      }
+      const delay = this.presentBackoff.next();
+      this.log.warn({ err: this.lastError, retryInMs: Math.round(delay) }, 'list of the present failed; not serving agents until it works (the state is history)');
+      this.presentTimer = setTimeout(() => this.listPresent(why), delay);
+    }
+  }
+
+  // --- revision reads ---------------------------------------------------------------------
+
+  private probeInFlight?: Promise<Probe>;
+  /** A probe requested while one was in flight: it must start after that one (see probe()). */
+  private probeQueued?: Promise<Probe>;
+  private lastProbeStartedAt = 0;
+
+  private scheduleProbe(delayMs: number): void {
+    clearTimeout(this.probeTimer);
+    if (this.stopped) return;
+    this.probeTimer = setTimeout(() => {
+      void this.probe().catch(() => { /* logged in probe */ }).finally(() => this.scheduleProbe(this.probeIntervalMs));
+    }, delayMs);
+    this.probeTimer.unref();
+  }
+
+  /**
+   * Reads the store's current revision with a request sent after this call (never an answer
+   * from before: a caller compares it with a revision it has just learnt). Concurrent callers
+   * share one read; reads start at most once per minProbeIntervalMs. A revision lower than one
+   * the state had before the read was sent, or another cluster id, means the store's history
+   * was reset: the state is reset from a fresh list.
+   */
+  probe(): Promise<Probe> {
+    if (this.probeQueued) return this.probeQueued;
+    if (this.probeInFlight) {
+      const after = this.probeInFlight;
+      this.probeQueued = after.catch(() => undefined).then(() => { this.probeQueued = undefined; return this.probe(); });
+      return this.probeQueued;
+    }
+    const wait = Math.max(0, this.lastProbeStartedAt + this.minProbeIntervalMs - Date.now());
+    const run = async (): Promise<Probe> => {
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.lastProbeStartedAt = Date.now();
+      const before = this.state.revision;
+      this.probes++;
+      const revision = await this.store.currentRevision();
+      const clusterId = this.store.clusterId ?? '';
+      if (this.state.loaded && !this.stopped) {
+        if (revision < before) this.storeReset(`the store's revision is ${revision}, below ours (${before})`);
+        else if (this.state.epoch !== '' && clusterId !== '' && clusterId !== this.state.epoch) this.storeReset(`the store's cluster id is ${clusterId}, ours ${this.state.epoch}`);
+      }
+      return { revision, clusterId };
+    };
+    this.probeInFlight = run().finally(() => { this.probeInFlight = undefined; });
+    this.probeInFlight.catch((err: Error) => this.log.warn({ err: err.message }, 'store revision read failed'));
+    return this.probeInFlight;
+  }
+
+  /** Why the next list must reset the state (set by a detected reset until a list applied it). */
+  private resetPending?: string;
+
+  /**
+   * The store's history is not ours: list again and reset (also re-creating the watch, which
+   * waits for revisions past the store's). The flag survives until a list has applied it, so a
+   * store whose revision climbs back above ours in the meantime still gets a reset, not a delta.
+   */
+  private storeReset(why: string): void {
+    if (this.resetPending !== undefined) return;
+    this.resetPending = why;
+    this.log.error({ why }, 'store history went backwards: resetting');
+    void this.relist();
+  }
+
+  /** Why a list taken when the state was at `ours` shows another history; undefined if it does not. */
+  private resetReason(listed: ListResult, ours: number): string | undefined {
+    const clusterId = this.store.clusterId ?? '';
+    if (listed.revision < ours) return `the store listed at revision ${listed.revision}, below ours (${ours})`;
+    if (this.state.epoch !== '' && clusterId !== '' && clusterId !== this.state.epoch) return `the store's cluster id is ${clusterId}, ours ${this.state.epoch}`;
+    return undefined;
+  }
+
+  private resetFromList(listed: ListResult, epoch: string, why: string): void {
+    this.log.error({ why, oldRevision: this.state.revision, newRevision: listed.revision, oldCluster: this.state.epoch || undefined, newCluster: epoch || undefined },
+      'STORE HISTORY RESET: etcd was restored from an older backup or rebuilt; its state is the truth now — resetting the hub and sending every agent the new state');
+    this.state.reset(listed.revision, listed.kvs, epoch);
+    this.onCurrent?.();
   }
 }

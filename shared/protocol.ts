@@ -11,15 +11,29 @@ import { Packr } from 'msgpackr';
 
 export const PROTOCOL_VERSION = 1;
 
-/** agent → hub, first frame on a connection. `rev` is the agent's revision (0 = nothing). */
-export interface HelloFrame { t: 'hello'; v: number; node: string; rev: number }
+/**
+ * agent → hub, first frame on a connection. `rev` is the agent's revision (0 = nothing);
+ * `epoch` the store identity its state came from (optional: older agents do not send it).
+ */
+export interface HelloFrame { t: 'hello'; v: number; node: string; rev: number; epoch?: string }
 
 /**
  * hub → agent: the whole state at `rev`, in parts. Parts of one snapshot share `rev`;
  * `part` counts from 0 and `last` marks the final one. The agent swaps its state only
  * when the last part arrived, so a connection lost mid-snapshot changes nothing.
  */
-export interface SnapshotFrame { t: 'snap'; rev: number; part: number; last: boolean; puts: Array<[string, string]>; stale: boolean }
+export interface SnapshotFrame {
+  t: 'snap'; rev: number; part: number; last: boolean; puts: Array<[string, string]>; stale: boolean;
+  /** The store identity this state belongs to ('' or absent: unknown). */
+  epoch?: string;
+  /**
+   * The store's history was reset (etcd restored from an older backup or rebuilt): the agent
+   * must take this state even though its revision is lower than the agent's. Only ever sent
+   * after the hub checked, against the store itself, that the agent's revision is not part of
+   * the store's history.
+   */
+  reset?: boolean;
+}
 
 /**
  * hub → agent: everything that changed after `prev` up to and including `rev`.
@@ -27,8 +41,12 @@ export interface SnapshotFrame { t: 'snap'; rev: number; part: number; last: boo
  */
 export interface DeltaFrame { t: 'delta'; prev: number; rev: number; puts: Array<[string, string]>; dels: string[] }
 
-/** hub → agent: heartbeat. The hub's state is complete up to `rev`; `stale` = hub lost etcd. */
-export interface ProgressFrame { t: 'prog'; rev: number; stale: boolean }
+/**
+ * hub → agent: heartbeat. The hub's state is complete up to `rev`; `stale` = hub lost etcd.
+ * `pi` is the hub's progress interval in ms (agents derive their silence timeout from it);
+ * `epoch` the store identity. Both optional so that older hubs and agents interoperate.
+ */
+export interface ProgressFrame { t: 'prog'; rev: number; stale: boolean; pi?: number; epoch?: string }
 
 /** hub → agent: please reconnect elsewhere (or here again) after `afterMs`. Sent on graceful shutdown. */
 export interface MoveFrame { t: 'move'; afterMs: number; reason: string }
@@ -69,16 +87,17 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   const f = value as Record<string, unknown>;
   switch (f.t) {
     case 'hello':
-      if (typeof f.v !== 'number' || typeof f.node !== 'string' || !isRevision(f.rev)) break;
+      if (typeof f.v !== 'number' || typeof f.node !== 'string' || !isRevision(f.rev) || !isOptional(f.epoch, 'string')) break;
       return f as unknown as HelloFrame;
     case 'snap':
-      if (!isRevision(f.rev) || typeof f.part !== 'number' || typeof f.last !== 'boolean' || !isPairs(f.puts)) break;
+      if (!isRevision(f.rev) || typeof f.part !== 'number' || typeof f.last !== 'boolean' || !isPairs(f.puts)
+        || !isOptional(f.epoch, 'string') || !isOptional(f.reset, 'boolean')) break;
       return f as unknown as SnapshotFrame;
     case 'delta':
       if (!isRevision(f.prev) || !isRevision(f.rev) || !isPairs(f.puts) || !isStrings(f.dels)) break;
       return f as unknown as DeltaFrame;
     case 'prog':
-      if (!isRevision(f.rev)) break;
+      if (!isRevision(f.rev) || !isOptional(f.pi, 'number') || !isOptional(f.epoch, 'string')) break;
       return f as unknown as ProgressFrame;
     case 'move':
       if (typeof f.afterMs !== 'number') break;
@@ -90,6 +109,10 @@ export function decodeFrame(bytes: Uint8Array): Frame {
       throw new ProtocolError('bad_frame', `unknown frame type ${JSON.stringify(f.t)}`);
   }
   throw new ProtocolError('bad_frame', `malformed ${String(f.t)} frame`);
+}
+
+function isOptional(v: unknown, type: 'string' | 'number' | 'boolean'): boolean {
+  return v === undefined || v === null || typeof v === type;
 }
 
 function isRevision(v: unknown): v is number {

@@ -8,10 +8,10 @@ test('frames after a revision inside the window', (t) => {
   h.push(entry(5, 7));
   h.push(entry(7, 8));
   h.push(entry(8, 12));
-  t.deepEqual(h.framesAfter(7)!.map((f) => f[0]), [8, 12]);
-  t.deepEqual(h.framesAfter(5)!.map((f) => f[0]), [7, 8, 12]);
+  t.deepEqual(h.framesAfter(7)!.map((e) => e.frame[0]), [8, 12]);
+  t.deepEqual(h.framesAfter(5)!.map((e) => e.frame[0]), [7, 8, 12]);
   // 10 sits between 8 and 12: state at 10 equals state at 8, so the 8→12 delta applies.
-  t.deepEqual(h.framesAfter(10)!.map((f) => f[0]), [12]);
+  t.deepEqual(h.framesAfter(10)!.map((e) => e.frame[0]), [12]);
   t.deepEqual(h.framesAfter(12), []);
   t.deepEqual(h.framesAfter(99), []);
   t.is(h.framesAfter(4), null, 'older than the window: snapshot');

@@ -2,8 +2,15 @@
 //
 // Seen with etcd3 1.1.2 against etcd 3.4 (DESIGN.md, Known traps): a watch whose start
 // revision was compacted emits one `error` ("Watcher canceled") and then stays silent, so
-// any error or end is treated as "history lost". After an etcd restart the same watcher
-// reconnects by itself and resumes from its last revision, emitting `disconnected` per retry.
+// any error or end is treated as "history lost".
+//
+// After a break the library re-creates the watcher by itself, but from a resume point it
+// takes from the `created` response (`header.revision + 1`), not from the last event it
+// delivered: when the stream breaks again before the backlog has arrived, those revisions
+// are skipped with no signal at all. So this backend owns the cursor — the last revision it
+// handed to the sync — and writes it into the create request every time the library is
+// about to (re)create the watcher (its `connecting` event, emitted with the very request
+// object it then sends). test/etcd-faults.test.ts breaks the stream mid-backlog to pin it.
 import { Etcd3, type Watcher } from 'etcd3';
 import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch, type WatchHandlers } from './types.js';
 
@@ -18,6 +25,8 @@ export interface Etcd3StoreOptions {
 
 export class Etcd3Store implements Store {
   readonly description: string;
+  /** etcd's cluster id, from the last response header ('' before the first). */
+  clusterId = '';
   private readonly client: Etcd3;
 
   constructor(opts: Etcd3StoreOptions) {
@@ -34,6 +43,7 @@ export class Etcd3Store implements Store {
 
   async currentRevision(): Promise<number> {
     const res = await this.client.getAll().prefix('\u0000lainlet-revision-probe').limit(1).exec();
+    this.clusterId = String(res.header.cluster_id);
     return Number(res.header.revision);
   }
 
@@ -47,32 +57,55 @@ export class Etcd3Store implements Store {
       if (/compacted/i.test((err as Error).message)) throw new CompactedError((err as Error).message);
       throw err;
     }
+    this.clusterId = String(res.header.cluster_id);
     const kvs: Array<[string, string]> = res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]);
     // A historical read answers with the current revision in its header: the list is as of `atRevision`.
     return { revision: atRevision ?? Number(res.header.revision), kvs };
   }
 
   async watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Promise<StoreWatch> {
-    const watcher: Watcher = await this.client.watch().prefix(prefix).startRevision(String(afterRevision + 1)).create();
+    /** The last revision handed to the handlers: every (re)created watcher starts after it. */
+    let cursor = afterRevision;
+    const builder = this.client.watch().prefix(prefix).startRevision(String(afterRevision + 1));
+    const watcher: Watcher = builder.watcher();
+    // Emitted synchronously right before the library writes `request` as the create request,
+    // on the first connection and on every reconnection.
+    (watcher as unknown as NodeJS.EventEmitter).on('connecting', (request: { start_revision?: string | number }) => { request.start_revision = String(cursor + 1); });
     let lost = false;
     let disconnected = false;
+    let isCreated = false;
     const lose = (reason: string) => {
       if (lost) return;
       lost = true;
       watcher.removeAllListeners();
       watcher.on('error', () => {});
       void cancelQuietly(watcher);
-      handlers.onLost(reason);
+      // Before the watch is created its failure is watch()'s rejection, not a loss.
+      if (isCreated) handlers.onLost(reason);
     };
+    const created = new Promise<void>((resolve, reject) => {
+      watcher.once('connected', () => { isCreated = true; resolve(); });
+      watcher.once('error', reject);
+      watcher.once('end', () => reject(new Error('watch ended before it was created')));
+    });
     watcher.on('data', (res) => {
+      if (lost) return;
       if (disconnected) { disconnected = false; handlers.onReconnected(); }
       if (res.compact_revision && Number(res.compact_revision) > 0 && res.canceled) {
         lose(`compacted at ${res.compact_revision}`);
         return;
       }
       const changes = groupByRevision(res.events);
-      if (changes.length > 0) handlers.onChanges(changes);
-      else if (res.header?.revision) handlers.onProgress(Number(res.header.revision));
+      if (changes.length > 0) {
+        // The header's revision may be past the last event (etcd sends a long backlog in
+        // batches, each with the current revision): only the events say how far we are.
+        cursor = Math.max(cursor, changes[changes.length - 1]!.revision);
+        handlers.onChanges(changes);
+      } else if (res.header?.revision) {
+        // An event-less response is a progress notification: everything up to it was sent.
+        cursor = Math.max(cursor, Number(res.header.revision));
+        handlers.onProgress(Number(res.header.revision));
+      }
     });
     watcher.on('connected', () => {
       if (disconnected) { disconnected = false; handlers.onReconnected(); }
@@ -82,6 +115,7 @@ export class Etcd3Store implements Store {
     });
     watcher.on('error', (err) => lose(`watch error: ${err?.message ?? err}`));
     watcher.on('end', () => lose('watch ended'));
+    await created;
     return {
       cancel: async () => {
         if (lost) return; // already cancelled when it was lost

@@ -44,6 +44,12 @@ export interface Store {
   /** A short name for logs and /debug, e.g. "etcd3 http://127.0.0.1:2379". */
   readonly description: string;
   /**
+   * The identity of the store's data (etcd's cluster id), as of the last list or revision
+   * read; '' when the backend has none. It changes when etcd is rebuilt, and an agent whose
+   * state came from another identity needs a reset, not a resume.
+   */
+  readonly clusterId?: string;
+  /**
    * Lists the prefix at the current revision, or at `atRevision` when given (a historical
    * read; throws CompactedError when that revision is no longer available).
    */
