@@ -98,7 +98,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   else client.onStatus = () => { if (client.status.live) settle(); };
   if (saved) settle(); // loading a large state file is a peak of its own
   const isStale = () => !client.status.live || cache.hubStale || cache.source !== 'hub';
-  const metrics = new AgentMetrics({ cache, client, streams, isStale });
+  const metrics = new AgentMetrics({ cache, client, streams, isStale, persister });
 
   const http: AgentHttp = new AgentHttp({
     endpoints,
@@ -131,7 +131,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
       streams: streams.stats,
       answers: { renders: answers.renders, hits: answers.hits },
       indexes: indexes.stats(),
-      stateFile: persister ? { path: persister.path, lastSavedAt: persister.lastSavedAt || null, lastError: persister.lastSaveError } : null,
+      stateFile: persister ? { path: persister.path, revision: persister.savedRevision, lastSavedAt: persister.lastSavedAt || null, lastError: persister.lastSaveError, errors: persister.saveErrors } : null,
       uptimeMs: Date.now() - startedAt,
     }),
     extraRoutes: { '/metrics': async () => ({ status: 200, ...(await metrics.scrape()) }) },

@@ -3,6 +3,7 @@
 // agent that is never scraped does not pay its start-up time and memory.
 import type { Cache } from './cache.js';
 import type { HubClient } from './client.js';
+import type { StatePersister } from './persist.js';
 import type { StreamHub } from './streams.js';
 
 export interface AgentMetricsSource {
@@ -10,6 +11,8 @@ export interface AgentMetricsSource {
   client: HubClient;
   streams: StreamHub;
   isStale: () => boolean;
+  /** Absent without -state-dir. */
+  persister?: StatePersister;
 }
 
 type Rendered = { contentType: string; render(): Promise<string> };
@@ -55,6 +58,7 @@ export class AgentMetrics {
     new client.Gauge({ name: 'lainlet_agent_last_hub_frame_age_seconds', help: 'seconds since the last frame from a hub (-1: none yet)', registers: [registry], collect() { this.set(src.client.status.lastFrameAt ? (Date.now() - src.client.status.lastFrameAt) / 1000 : -1); } });
     new client.Counter({ name: 'lainlet_agent_hub_reconnects_total', help: 'times the hub connection was lost', registers: [registry], collect() { this.reset(); this.inc(src.client.status.reconnects); } });
     new client.Counter({ name: 'lainlet_agent_snapshots_total', help: 'full snapshots received from hubs', registers: [registry], collect() { this.reset(); this.inc(src.client.status.snapshots); } });
+    new client.Counter({ name: 'lainlet_agent_state_file_errors_total', help: 'state file saves that failed (the previous file was kept)', registers: [registry], collect() { this.reset(); this.inc(src.persister?.saveErrors ?? 0); } });
     return { contentType: registry.contentType, render: () => registry.metrics() };
   }
 }
