@@ -6,11 +6,20 @@
 // Accepts the original's command line (Go flag syntax) plus the hub-tier flags.
 import { readFileSync } from 'node:fs';
 import { createLogger } from '../shared/log.js';
-import { FlagError, parseEndpoints, parseFlags, parseListenAddress, usage, type FlagSpec, type FlagValues } from '../shared/flags.js';
-import { readToken } from '../shared/token.js';
+import { checkIp, FlagError, MAX_TIMER_MS, parseEndpoints, parseFlags, parseHubAddresses, parseListenAddress, usage, type FlagSpec, type FlagValues } from '../shared/flags.js';
+import { runtimeProblems } from '../shared/runtime.js';
+import { readToken, tokenFileWarning } from '../shared/token.js';
 import { VERSION } from '../shared/version.js';
 import type { Hub } from '../hub/hub.js';
-import { startAgent } from './agent.js';
+// ./agent.js is imported once the runtime is checked: it loads agent/persist.ts, whose
+// `import { crc32 } from 'node:zlib'` is a link error (a stack trace) before Node.js 20.15.
+
+const PROGRAM = 'lainlet-agent';
+/**
+ * The reconnect backoff's base, passed to the agent explicitly so -reconnect-max's floor is the
+ * base in use (agent/agent.ts's AGENT_DEFAULTS.backoffBaseMs has the same value).
+ */
+const BACKOFF_BASE_MS = 200;
 
 const SPECS: FlagSpec[] = [
   { name: 'web', kind: 'string', default: ':9001', help: 'HTTP API listen address (":9001" = all interfaces)' },
@@ -18,6 +27,7 @@ const SPECS: FlagSpec[] = [
   { name: 'noauth', kind: 'bool', default: false, help: 'disable authorization checks' },
   { name: 'debug', kind: 'bool', default: false, help: 'debug logging' },
   { name: 'v', kind: 'bool', default: false, help: 'print the version and exit' },
+  { name: 'version', kind: 'bool', default: false, help: 'print the version and exit' },
   { name: 'hub', kind: 'string', default: '', help: 'hub addresses, comma-separated ws://host:port or wss://host:port' },
   { name: 'etcd', kind: 'string', default: '', help: 'standalone mode: etcd endpoints (host:port,...); runs an embedded hub instead of -hub' },
   { name: 'store', kind: 'string', default: 'etcd', help: 'standalone mode: etcd (v3 API) or etcd2 (v2 keys API)' },
@@ -26,8 +36,16 @@ const SPECS: FlagSpec[] = [
   { name: 'state-dir', kind: 'string', default: '', help: 'directory for the persisted state (served, stale, when no hub is reachable)' },
   { name: 'token-file', kind: 'string', default: '', help: 'file holding the bearer token the hubs require' },
   { name: 'ca-file', kind: 'string', default: '', help: 'CA certificate (PEM) to verify wss:// hubs' },
-  { name: 'silence-timeout', kind: 'int', default: 15_000, help: 'milliseconds without a frame before a hub is considered dead' },
-  { name: 'reconnect-max', kind: 'int', default: 30_000, help: 'longest wait in milliseconds between hub connection attempts (full-jitter backoff from 200 ms)' },
+  {
+    name: 'silence-timeout', kind: 'int', default: 15_000, min: 1000, max: MAX_TIMER_MS,
+    help: 'milliseconds without a frame before a hub is considered dead (keep it 3 × the hubs\' --progress-interval)',
+    why: 'a healthy hub is quiet between its progress frames, and either side stalls for hundreds of ms on a GC or a big snapshot; a shorter timeout drops healthy hubs in a connect/drop loop',
+  },
+  {
+    name: 'reconnect-max', kind: 'int', default: 30_000, min: BACKOFF_BASE_MS, max: MAX_TIMER_MS,
+    help: `longest wait in milliseconds between hub connection attempts (full-jitter backoff from ${BACKOFF_BASE_MS} ms)`,
+    why: `the backoff starts at ${BACKOFF_BASE_MS} ms; below that an unreachable hub is retried in a tight loop, a log line each time`,
+  },
   // Accepted so the original's systemd unit works unchanged; this agent serves no gRPC.
   { name: 'grpc.addr', kind: 'string', default: '', help: 'ignored (the original\'s gRPC mirror is not served)' },
   { name: 'grpc.TLS', kind: 'bool', default: false, help: 'ignored' },
@@ -35,60 +53,91 @@ const SPECS: FlagSpec[] = [
   { name: 'grpc.cert', kind: 'string', default: '', help: 'ignored' },
 ];
 
-function fail(msg: string): never {
-  process.stderr.write(`lainlet-agent: ${msg}\n`);
+/** A configuration this program will not run with: one line, the usage, exit 2 (as Go's flag package). */
+function refuse(msg: string): never {
+  process.stderr.write(`${PROGRAM}: ${msg}\n${usage(PROGRAM, SPECS)}\n`);
   process.exit(2);
+}
+
+/** Cannot run here or cannot start: one line, exit 1. */
+function fail(msg: string): never {
+  process.stderr.write(`${PROGRAM}: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
+  process.exit(1);
+}
+
+function orRefuse<T>(f: () => T): T {
+  try { return f(); } catch (e) { return refuse((e as Error).message); }
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  if (argv.some((a) => a === '-h' || a === '-help' || a === '--help')) {
-    process.stdout.write(usage('lainlet-agent', SPECS) + '\n');
+  if (argv.some((a) => a === '-h' || a === '--h' || a === '-help' || a === '--help')) {
+    process.stdout.write(usage(PROGRAM, SPECS) + '\n');
     return;
   }
   let values: FlagValues;
+  let set: Set<string>;
   try {
-    ({ values } = parseFlags(argv, SPECS));
+    ({ values, set } = parseFlags(argv, SPECS, { args: false }));
   } catch (err) {
-    fail(`${(err as FlagError).message}\n${usage('lainlet-agent', SPECS)}`);
+    refuse((err as FlagError).message);
   }
-  if (values.v) { process.stdout.write(`${VERSION}\n`); return; }
-  const log = createLogger('lainlet-agent', values.debug as boolean);
+  if (values.v || values.version) { process.stdout.write(`${VERSION}\n`); return; }
   const hubList = values.hub as string;
   const etcdList = values.etcd as string;
-  if (hubList && etcdList) fail('-hub and -etcd are alternatives: give one');
-  if (!hubList && !etcdList) fail('give -hub ws://host:port[,...] (hub tier) or -etcd host:port[,...] (standalone)');
-  let web;
-  try { web = parseListenAddress(values.web as string); } catch (e) { fail((e as Error).message); }
+  if (hubList && etcdList) refuse('-hub and -etcd are alternatives: give one');
+  if (!hubList && !etcdList) refuse('give -hub ws://host:port[,...] (hub tier) or -etcd host:port[,...] (standalone)');
+  const web = orRefuse(() => parseListenAddress(values.web as string));
+  const nodeIp = orRefuse(() => checkIp(values.ip as string));
+  let hubs: string[] = [];
+  let endpoints: string[] = [];
+  if (etcdList) {
+    endpoints = orRefuse(() => parseEndpoints(etcdList, '-etcd'));
+    if (endpoints.length === 0) refuse(`-etcd ${JSON.stringify(etcdList)} names no endpoint`);
+    if (!['etcd', 'etcd3', 'etcd2'].includes(values.store as string)) refuse(`invalid value ${JSON.stringify(values.store)} for flag -store: want etcd (v3 API) or etcd2 (v2 keys API)`);
+    // The embedded hub listens on loopback for this agent alone, without token or TLS.
+    if (values['token-file']) refuse('-token-file is for -hub: the embedded hub of standalone mode (-etcd) takes no token');
+    if (values['ca-file']) refuse('-ca-file is for wss:// hubs: the embedded hub of standalone mode (-etcd) is plain ws:// on loopback');
+  } else {
+    hubs = orRefuse(() => parseHubAddresses(hubList, '-hub'));
+    if (hubs.length === 0) refuse(`-hub ${JSON.stringify(hubList)} names no hub`);
+    if (set.has('store')) refuse('-store is for standalone mode (-etcd): with -hub the hubs read the store');
+    if (values['ca-file'] && !hubs.some((h) => /^wss:/i.test(h))) refuse('-ca-file is given but no -hub address is wss://: the connections would not use TLS');
+  }
+  const tokenFile = values['token-file'] as string;
+  const token = tokenFile ? orRefuse(() => readToken(tokenFile)) : undefined;
+  if (values['ca-file']) { try { readFileSync(values['ca-file'] as string); } catch (e) { refuse(`cannot read -ca-file: ${(e as Error).message}`); } }
+
+  // Standalone mode embeds a hub: uWebSockets.js must have its native binary here.
+  const problems = runtimeProblems({ crc32: true, uws: Boolean(etcdList) });
+  if (problems.length > 0) fail(problems.join('; '));
+
+  const log = createLogger(PROGRAM, values.debug as boolean);
+  const tokenWarning = tokenFile ? tokenFileWarning(tokenFile) : undefined;
+  if (tokenWarning) log.warn({ file: tokenWarning.file, mode: tokenWarning.mode }, tokenWarning.msg);
   if (values['grpc.addr']) log.warn({ grpcAddr: values['grpc.addr'] }, '-grpc.addr is accepted for compatibility but no gRPC API is served');
-  let token: string | undefined;
-  if (values['token-file']) { try { token = readToken(values['token-file'] as string); } catch (e) { fail((e as Error).message); } }
-  if (values['ca-file']) { try { readFileSync(values['ca-file'] as string); } catch (e) { fail(`cannot read -ca-file: ${(e as Error).message}`); } }
+  const { startAgent } = await import('./agent.js');
 
   let embedded: Hub | undefined;
-  let hubs: string[];
   if (etcdList) {
     // Standalone: a hub inside this process on loopback, holding this node's single etcd watch.
     // Loaded only here: the etcd client (gRPC) and uWebSockets.js cost an agent in hub mode
     // start-up time and memory for nothing.
     const [{ startHub, HUB_DEFAULTS }, { createStore }] = await Promise.all([import('../hub/hub.js'), import('../hub/store/create.js')]);
-    const store = (() => { try { return createStore({ kind: values.store as string, endpoints: parseEndpoints(etcdList) }); } catch (e) { return fail((e as Error).message); } })();
+    const store = orRefuse(() => createStore({ kind: values.store as string, endpoints }));
     embedded = await startHub({
       store, prefix: values.prefix as string, host: '127.0.0.1', port: 0,
       historyMaxCount: 1000, historyMaxBytes: 32 * 1024 * 1024,
       maxBackpressure: HUB_DEFAULTS.maxBackpressure, progressIntervalMs: HUB_DEFAULTS.progressIntervalMs,
-    }, log.child({ component: 'embedded-hub' }));
+    }, log.child({ component: 'embedded-hub' })).catch((e: Error) => fail(`cannot start the embedded hub: ${e.message}`));
     hubs = [`ws://127.0.0.1:${embedded.port}`];
     log.info({ etcd: etcdList, store: store.description }, 'standalone mode: embedded hub started');
-  } else {
-    hubs = hubList.split(',').map((s) => s.trim()).filter(Boolean);
-    for (const h of hubs) if (!/^wss?:\/\//.test(h)) fail(`-hub address ${JSON.stringify(h)} must start with ws:// or wss://`);
   }
 
   const agent = await startAgent({
     host: web.host,
     port: web.port,
-    nodeIp: values.ip as string,
+    nodeIp,
     hostname: (values.hostname as string) || undefined,
     noauth: values.noauth as boolean,
     hubs,
@@ -97,6 +146,7 @@ async function main(): Promise<void> {
     stateDir: (values['state-dir'] as string) || undefined,
     prefix: values.prefix as string,
     silenceTimeoutMs: values['silence-timeout'] as number,
+    backoffBaseMs: BACKOFF_BASE_MS,
     backoffCapMs: values['reconnect-max'] as number,
   }, log).catch((e: Error) => fail(`cannot start: ${e.message}`));
   log.info({ version: VERSION, web: `${web.host || '*'}:${agent.port}`, hubs, noauth: values.noauth, ip: values.ip }, 'agent listening');
@@ -117,4 +167,4 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
-void main();
+main().catch((e: Error) => fail(`cannot start: ${e.message}`));

@@ -2,15 +2,31 @@
 // `npm start`: a hub on the in-memory store seeded with a sample cluster, and one agent on
 // 127.0.0.1:9001 — the whole data path without etcd. Ctrl-C stops both.
 import { fileURLToPath } from 'node:url';
-import { startAgent } from '../agent/agent.js';
-import { startHub } from '../hub/hub.js';
-import { readSeedFile } from '../hub/store/create.js';
-import { MemoryStore } from '../hub/store/memory.js';
 import { createLogger } from '../shared/log.js';
+import { runtimeProblems } from '../shared/runtime.js';
+// The hub and the agent are imported once the runtime is checked (shared/runtime.ts).
 
-const port = Number(process.env.LAINLET_DEMO_PORT ?? 9001);
+const PROGRAM = 'lainlet-demo';
+
+/** One line on stderr, no stack trace. */
+function fail(msg: string, code = 1): never {
+  process.stderr.write(`${PROGRAM}: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
+  process.exit(code);
+}
+
+const portText = process.env.LAINLET_DEMO_PORT ?? '9001';
+if (!/^\d+$/.test(portText) || Number(portText) > 65535) fail(`LAINLET_DEMO_PORT must be a port number (0-65535), not ${JSON.stringify(portText)}`, 2);
+const port = Number(portText);
+
+const problems = runtimeProblems({ uws: true, crc32: true });
+if (problems.length > 0) fail(problems.join('; '));
+
+const [{ startAgent }, { startHub }, { readSeedFile }, { MemoryStore }] = await Promise.all([
+  import('../agent/agent.js'), import('../hub/hub.js'), import('../hub/store/create.js'), import('../hub/store/memory.js'),
+]);
+
 const clusterFile = fileURLToPath(new URL('../../demo/cluster.json', import.meta.url));
-const log = createLogger('lainlet-demo');
+const log = createLogger(PROGRAM);
 // The demo's logs would drown the instructions: warnings and errors only, unless asked.
 if (!process.env.LAINLET_LOG_LEVEL) log.level = 'warn';
 
@@ -18,12 +34,14 @@ const store = new MemoryStore(readSeedFile(clusterFile));
 const hub = await startHub({
   store, prefix: '/lain/', host: '127.0.0.1', port: 0,
   historyMaxCount: 1000, historyMaxBytes: 16 * 1024 * 1024, maxBackpressure: 64 * 1024 * 1024, progressIntervalMs: 5000,
-}, log.child({ component: 'hub' }));
+}, log.child({ component: 'hub' })).catch((e: Error) => fail(`cannot start the hub: ${e.message}`));
 await hub.ready;
 const agent = await startAgent({
   host: '127.0.0.1', port, nodeIp: '127.0.0.1', hostname: 'node1', noauth: false,
   hubs: [`ws://127.0.0.1:${hub.port}`],
-}, log.child({ component: 'agent' }));
+}, log.child({ component: 'agent' })).catch((e: NodeJS.ErrnoException) => fail(e.code === 'EADDRINUSE'
+  ? `cannot listen on 127.0.0.1:${port}: the port is in use (choose another with LAINLET_DEMO_PORT=...)`
+  : `cannot start the agent on 127.0.0.1:${port}: ${e.message}`));
 
 // A little life: the demo ticks one key of its own every 5 s, so a watch shows updates.
 let tick = 0;

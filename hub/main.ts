@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // lainlet-hub: holds the only etcd watch and serves the cluster state to agents.
+// First: loads uWebSockets.js quietly before ./hub.js does (shared/uws-first.ts).
+import '../shared/uws-first.js';
 import { readFileSync } from 'node:fs';
 import { createLogger } from '../shared/log.js';
-import { FlagError, parseEndpoints, parseFlags, parseListenAddress, usage, type FlagSpec } from '../shared/flags.js';
-import { readToken, tokenChecker } from '../shared/token.js';
+import { FlagError, MAX_TIMER_MS, parseEndpoints, parseFlags, parseListenAddress, usage, type FlagSpec, type FlagValues } from '../shared/flags.js';
+import { runtimeProblems } from '../shared/runtime.js';
+import { readToken, tokenChecker, tokenFileWarning } from '../shared/token.js';
 import { VERSION } from '../shared/version.js';
 import { HUB_DEFAULTS, startHub } from './hub.js';
 import { createStore } from './store/create.js';
@@ -15,12 +18,24 @@ const SPECS: FlagSpec[] = [
   { name: 'prefix', kind: 'string', default: HUB_DEFAULTS.prefix, help: 'etcd key prefix holding the Lain state' },
   { name: 'store', kind: 'string', default: 'etcd', help: 'state backend: etcd (v3 API), etcd2 (v2 keys API) or memory' },
   { name: 'seed', kind: 'string', default: '', help: 'with --store memory: JSON file whose "kvs" object seeds the store' },
-  { name: 'history-count', kind: 'int', default: HUB_DEFAULTS.historyMaxCount, help: 'deltas kept for resuming agents' },
-  { name: 'history-bytes', kind: 'int', default: HUB_DEFAULTS.historyMaxBytes, help: 'bytes of deltas kept for resuming agents' },
-  { name: 'history-prefill', kind: 'int', default: HUB_DEFAULTS.historyPrefillRevisions, help: 'store revisions a starting hub replays to fill its history (0 = none)' },
-  { name: 'max-backpressure', kind: 'int', default: HUB_DEFAULTS.maxBackpressure, help: 'bytes queued to one agent before it is disconnected as too slow' },
-  { name: 'progress-interval', kind: 'int', default: HUB_DEFAULTS.progressIntervalMs, help: 'milliseconds between progress (heartbeat) frames' },
-  { name: 'shutdown-spread', kind: 'int', default: 10_000, help: 'on SIGTERM, milliseconds over which agents are told to move' },
+  {
+    name: 'history-count', kind: 'int', default: HUB_DEFAULTS.historyMaxCount, min: 1, help: 'deltas kept for resuming agents',
+    why: 'without history every agent that reconnects is sent a whole snapshot',
+  },
+  {
+    name: 'history-bytes', kind: 'int', default: HUB_DEFAULTS.historyMaxBytes, min: 64 * 1024, help: 'bytes of deltas kept for resuming agents',
+    why: 'a smaller history holds hardly one pod group\'s delta, so resuming agents get snapshots',
+  },
+  { name: 'history-prefill', kind: 'int', default: HUB_DEFAULTS.historyPrefillRevisions, min: 0, help: 'store revisions a starting hub replays to fill its history (0 = none)' },
+  {
+    name: 'max-backpressure', kind: 'int', default: HUB_DEFAULTS.maxBackpressure, min: 64 * 1024, help: 'bytes queued to one agent before it is disconnected as too slow',
+    why: 'below that one burst of ordinary deltas cuts off every agent as too slow',
+  },
+  {
+    name: 'progress-interval', kind: 'int', default: HUB_DEFAULTS.progressIntervalMs, min: 100, max: MAX_TIMER_MS, help: 'milliseconds between progress (heartbeat) frames',
+    why: 'each interval sends a frame to every agent; more often is load without use',
+  },
+  { name: 'shutdown-spread', kind: 'int', default: 10_000, min: 0, max: MAX_TIMER_MS, help: 'on SIGTERM, milliseconds over which agents are told to move' },
   { name: 'token-file', kind: 'string', default: '', help: 'file holding the bearer token agents must present' },
   { name: 'tls-cert', kind: 'string', default: '', help: 'TLS certificate (PEM); agents then connect with wss://' },
   { name: 'tls-key', kind: 'string', default: '', help: 'TLS private key (PEM)' },
@@ -30,46 +45,77 @@ const SPECS: FlagSpec[] = [
   { name: 'version', kind: 'bool', default: false, help: 'print the version and exit' },
 ];
 
-function fail(msg: string): never {
-  process.stderr.write(`lainlet-hub: ${msg}\n`);
+const PROGRAM = 'lainlet-hub';
+
+/** A configuration this program will not run with: one line, the usage, exit 2 (as Go's flag package). */
+function refuse(msg: string): never {
+  process.stderr.write(`${PROGRAM}: ${msg}\n${usage(PROGRAM, SPECS, '--')}\n`);
   process.exit(2);
 }
+
+/** Cannot run here or cannot start: one line, exit 1. */
+function fail(msg: string): never {
+  process.stderr.write(`${PROGRAM}: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
+  process.exit(1);
+}
+
+function orRefuse<T>(f: () => T): T {
+  try { return f(); } catch (e) { return refuse((e as Error).message); }
+}
+
+/** What agents with the default -silence-timeout (15 s) need: a frame at least every third of it. */
+const AGENT_DEFAULT_SILENCE_MS = 15_000;
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 async function main(): Promise<void> {
-  let values;
+  const argv = process.argv.slice(2);
+  if (argv.some((a) => a === '-h' || a === '--h' || a === '-help' || a === '--help')) {
+    process.stdout.write(usage(PROGRAM, SPECS, '--') + '\n');
+    return;
+  }
+  let values: FlagValues;
+  let set: Set<string>;
   try {
-    ({ values } = parseFlags(process.argv.slice(2), SPECS));
+    ({ values, set } = parseFlags(argv, SPECS, { args: false, dash: '--' }));
   } catch (err) {
-    if (process.argv.includes('-h') || process.argv.includes('--help') || process.argv.includes('-help')) {
-      process.stdout.write(usage('lainlet-hub', SPECS) + '\n');
-      process.exit(0);
-    }
-    fail(`${(err as FlagError).message}\n${usage('lainlet-hub', SPECS)}`);
+    refuse((err as FlagError).message);
   }
   if (values.v || values.version) { process.stdout.write(`${VERSION}\n`); return; }
-  const log = createLogger('lainlet-hub', values.debug as boolean);
-  const { host, port } = (() => { try { return parseListenAddress(values.listen as string); } catch (e) { return fail((e as Error).message); } })();
+  const { host, port } = orRefuse(() => parseListenAddress(values.listen as string));
+  const storeKind = values.store as string;
+  if (!['etcd', 'etcd3', 'etcd2', 'memory'].includes(storeKind)) refuse(`invalid value ${JSON.stringify(storeKind)} for flag --store: want etcd (v3 API), etcd2 (v2 keys API) or memory`);
+  let endpoints: string[] = [];
+  if (storeKind === 'memory') {
+    if (values.etcd) refuse('--etcd is for --store etcd or etcd2: --store memory reads no etcd');
+  } else {
+    endpoints = orRefuse(() => parseEndpoints(values.etcd as string, '--etcd'));
+    if (endpoints.length === 0) refuse(`--etcd host:port[,...] is required with --store ${storeKind}`);
+    if (set.has('seed')) refuse('--seed is for --store memory');
+  }
   const tokenFile = values['token-file'] as string;
   if (!tokenFile && !isLoopback(host) && !values.insecure) {
-    fail(`refusing to listen on ${values.listen} without --token-file: the hub serves the whole ${values.prefix} keyspace, secrets included, to anyone who connects. Give --token-file, listen on loopback, or pass --insecure.`);
+    refuse(`refusing to listen on ${values.listen} without --token-file: the hub serves the whole ${values.prefix} keyspace, secrets included, to anyone who connects. Give --token-file, listen on loopback, or pass --insecure.`);
   }
-  let authorize: ((a: string) => boolean) | undefined;
-  if (tokenFile) {
-    try { authorize = tokenChecker(readToken(tokenFile)); } catch (e) { fail((e as Error).message); }
-  }
+  const authorize = tokenFile ? orRefuse(() => tokenChecker(readToken(tokenFile))) : undefined;
   const tlsCert = values['tls-cert'] as string;
   const tlsKey = values['tls-key'] as string;
-  if (Boolean(tlsCert) !== Boolean(tlsKey)) fail('--tls-cert and --tls-key go together');
-  if (tlsCert) { try { readFileSync(tlsCert); readFileSync(tlsKey); } catch (e) { fail(`cannot read TLS files: ${(e as Error).message}`); } }
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) refuse('--tls-cert and --tls-key go together');
+  if (tlsCert) { try { readFileSync(tlsCert); readFileSync(tlsKey); } catch (e) { refuse(`cannot read TLS files: ${(e as Error).message}`); } }
+  const store = orRefuse(() => createStore({ kind: storeKind, endpoints, seedFile: values.seed as string }));
 
-  let store;
-  try {
-    store = createStore({ kind: values.store as string, endpoints: parseEndpoints(values.etcd as string), seedFile: values.seed as string });
-  } catch (e) { fail((e as Error).message); }
+  const problems = runtimeProblems({ uws: true });
+  if (problems.length > 0) fail(problems.join('; '));
+
+  const log = createLogger(PROGRAM, values.debug as boolean);
+  const tokenWarning = tokenFile ? tokenFileWarning(tokenFile) : undefined;
+  if (tokenWarning) log.warn({ file: tokenWarning.file, mode: tokenWarning.mode }, tokenWarning.msg);
+  const progressMs = values['progress-interval'] as number;
+  if (progressMs * 3 > AGENT_DEFAULT_SILENCE_MS) {
+    log.warn({ progressIntervalMs: progressMs }, `--progress-interval ${progressMs} is more than a third of the agents' default -silence-timeout (${AGENT_DEFAULT_SILENCE_MS} ms): agents on that default drop this hub as silent; raise their -silence-timeout to at least ${progressMs * 3}`);
+  }
 
   const metrics = hubMetrics();
   const hub = await startHub({
@@ -85,7 +131,7 @@ async function main(): Promise<void> {
     authorize,
     tls: tlsCert ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     routes: { '/metrics': () => ({ status: 200, contentType: metrics.contentType, body: metrics.render() }) },
-  }, log).catch((e: Error) => fail(e.message));
+  }, log).catch((e: Error) => fail(`cannot start: ${e.message}`));
   metrics.bind(hub);
   log.info({ version: VERSION, listen: `${host || '0.0.0.0'}:${hub.port}`, store: store.description, prefix: values.prefix, tls: Boolean(tlsCert), token: Boolean(tokenFile) }, 'hub listening');
   void hub.ready.then(() => log.info({ revision: hub.state.revision, keys: hub.state.entries.size }, 'hub ready'));
@@ -104,4 +150,4 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
-void main();
+main().catch((e: Error) => fail(`cannot start: ${e.message}`));
