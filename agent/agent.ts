@@ -73,6 +73,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   const saved = persister?.load();
   if (saved) {
     cache.replace(saved.rev, saved.entries, 'state-file');
+    cache.epoch = saved.epoch ?? '';
     log.info({ rev: saved.rev, keys: saved.entries.length, savedAt: new Date(saved.savedAt).toISOString() }, 'loaded state file; serving it (stale) until a hub is reached');
   }
 

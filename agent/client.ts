@@ -97,7 +97,10 @@ export class HubClient {
       this.onStatus?.();
     });
     ws.on('message', (data: Buffer, isBinary) => {
-      if (ws !== this.ws) return;
+      // A connection we dropped (fail() terminates it) still delivers the frames that had
+      // already arrived: acting on them — a progress frame after a refused gap delta — would
+      // move our revision past changes we never got.
+      if (ws !== this.ws || ws.readyState !== WebSocket.OPEN) return;
       this.heard();
       try {
         if (!isBinary) throw new Error('text frame from hub');

@@ -21,6 +21,8 @@ export interface SavedState {
   rev: number;
   savedAt: number;
   entries: Array<[string, string]>;
+  /** The store identity the state came from (etcd's cluster id); absent in older files. */
+  epoch?: string;
 }
 
 /** What a save writes; `entries` is walked twice (once to measure, once to write), so a Map or an array, not a generator. */
@@ -28,6 +30,7 @@ export interface StateToSave {
   rev: number;
   savedAt: number;
   entries: Iterable<readonly [string, string]>;
+  epoch?: string;
 }
 
 // The payload is encoded here, not by a msgpackr Packr. Every Packr in the process packs into
@@ -46,6 +49,7 @@ const key = (name: string): Buffer => Buffer.concat([Buffer.from([0xa0 | name.le
 const KEY_REV = key('rev');
 const KEY_SAVED_AT = key('savedAt');
 const KEY_ENTRIES = key('entries');
+const KEY_EPOCH = key('epoch');
 
 function uintBytes(n: number): number {
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`state file: ${n} is not a revision or a time`);
@@ -106,14 +110,16 @@ export function encodeState(state: StateToSave): Buffer {
   const size = HEAD_BYTES + 3 /* map16(3) */
     + KEY_REV.length + uintBytes(state.rev)
     + KEY_SAVED_AT.length + uintBytes(state.savedAt)
-    + KEY_ENTRIES.length + arrayBytes(count) + entryBytes;
+    + KEY_ENTRIES.length + arrayBytes(count) + entryBytes
+    + (state.epoch ? KEY_EPOCH.length + strBytes(state.epoch) : 0);
   const w = new PayloadWriter(Buffer.allocUnsafe(size));
   w.offset = HEAD_BYTES;
-  w.byte(0xde); w.byte(0); w.byte(3); // map16 where fixmap would do: msgpackr's choice, so the bytes are the same as before
+  w.byte(0xde); w.byte(0); w.byte(state.epoch ? 4 : 3); // map16 where fixmap would do: msgpackr's choice, so the bytes are the same as before
   w.raw(KEY_REV); w.uint(state.rev);
   w.raw(KEY_SAVED_AT); w.uint(state.savedAt);
   w.raw(KEY_ENTRIES); w.arrayHeader(count);
   for (const [k, v] of state.entries) { w.byte(0x92); w.str(k); w.str(v); }
+  if (state.epoch) { w.raw(KEY_EPOCH); w.str(state.epoch); }
   // Only if the entries changed between the two walks, which a synchronous save rules out.
   if (w.offset !== size) throw new Error(`state file: encoded ${w.offset} bytes, measured ${size}`);
   MAGIC.copy(w.out);
@@ -128,6 +134,7 @@ export function decodeState(bytes: Buffer): SavedState {
   const s = unpack(payload) as SavedState;
   if (!s || typeof s.rev !== 'number' || !Array.isArray(s.entries)) throw new Error('state payload malformed');
   for (const e of s.entries) if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') throw new Error('state entry malformed');
+  if (s.epoch !== undefined && typeof s.epoch !== 'string') throw new Error('state epoch malformed');
   return s;
 }
 
@@ -225,7 +232,7 @@ export class StatePersister {
     try {
       mkdirSync(this.dir, { recursive: true });
       // Encoded straight from the cache's Map: no copy of the entries as pairs first.
-      const bytes = encodeState({ rev, savedAt: Date.now(), entries: this.cache.entries });
+      const bytes = encodeState({ rev, savedAt: Date.now(), entries: this.cache.entries, epoch: this.cache.epoch || undefined });
       const fd = openSync(tmp, 'w', 0o600);
       try {
         writeFully(this.write, fd, bytes);

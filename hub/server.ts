@@ -97,8 +97,9 @@ export class HubServer {
   port = 0;
   private helloSeq = 0;
   private sweepTimer?: NodeJS.Timeout;
-  /** Bytes published since the last sweep of queued bytes (deltas × live agents). */
+  /** Bytes published to every live agent since the last sweep of the send queues. */
   private publishedSinceSweep = 0;
+  private readonly sweepEveryBytes: number;
   private readonly lowWater: number;
   private readonly maxTotalBackpressure: number;
   /** Per-connection log lines (connect, disconnect, refusals) under a rate, see LogLimiter. */
@@ -119,6 +120,7 @@ export class HubServer {
     // A catch-up batch never queues more than a quarter of what would get the agent closed.
     this.lowWater = Math.max(1, Math.min(LOW_WATER, Math.floor(opts.maxBackpressure / 4)));
     this.maxTotalBackpressure = opts.maxTotalBackpressure ?? Math.max(opts.maxBackpressure * 4, 256 * 1024 * 1024);
+    this.sweepEveryBytes = Math.floor(opts.maxBackpressure / 4);
     this.app = opts.tls ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile }) : uWS.App();
     this.app.ws<AgentConn>('/*', {
       compression: uWS.DISABLED,
@@ -418,14 +420,24 @@ export class HubServer {
 
   private publishDelta(frame: Buffer): void {
     if (this.liveCount > 0) {
+      this.beforePublish(frame.length);
       this.app.publish(TOPIC, frame, true);
       this.counters.deltasSentFrames += this.liveCount;
       this.counters.bytesSent += frame.length * this.liveCount;
-      this.publishedSinceSweep += frame.length * this.liveCount;
-      // A burst of big deltas to many non-reading agents: add up the queues now, not later.
-      if (this.publishedSinceSweep > this.maxTotalBackpressure / 8) this.sweepBackpressure();
     }
     this.wakeWaiting();
+  }
+
+  /**
+   * Sweeps the send queues whenever a quarter of the per-agent limit has been published since
+   * the last sweep (or the next frame would make it so). Between two sweeps no queue grows by
+   * more than that, so every agent that could reach the limit is closed here first — as slow,
+   * and counted — before uWebSockets.js would close it with a 1006 that looks like any broken
+   * connection. One pass over the agents per maxBackpressure/4 bytes published: cheap.
+   */
+  private beforePublish(bytes: number): void {
+    if (this.publishedSinceSweep + bytes > this.sweepEveryBytes) this.sweepBackpressure(bytes);
+    this.publishedSinceSweep += bytes;
   }
 
   private progressFrame(rev: number, stale: boolean): Buffer {
@@ -433,29 +445,34 @@ export class HubServer {
   }
 
   private publishProgress(rev: number, stale: boolean): void {
-    if (this.liveCount > 0) this.app.publish(TOPIC, this.progressFrame(rev, stale), true);
+    if (this.liveCount > 0) {
+      const frame = this.progressFrame(rev, stale);
+      this.beforePublish(frame.length);
+      this.app.publish(TOPIC, frame, true);
+    }
     this.wakeWaiting();
   }
 
   /**
-   * Bounds what all agents together have queued: a few non-reading clients and some big
-   * deltas would otherwise hold maxBackpressure each. Over the bound, the agents with the most
-   * queued are closed (they resume from their revision) until the total is under it. Per agent,
-   * an agent getting near maxBackpressure is closed here too, so that the close is counted as
-   * slow (uWebSockets.js's own close at the limit looks like any broken connection).
+   * Bounds what each agent and all agents together have queued (a few non-reading clients and
+   * some big deltas would otherwise hold maxBackpressure each). An agent whose queue could pass
+   * its limit before the next sweep is closed; over the hub-wide bound, the agents with the
+   * most queued are closed until the total is under it. They resume from their revision.
+   * @param incoming bytes about to be published to every live agent
    */
-  private sweepBackpressure(): void {
+  private sweepBackpressure(incoming = 0): void {
     this.publishedSinceSweep = 0;
     let total = 0;
     const queued: Array<[number, uWS.WebSocket<AgentConn>]> = [];
+    const perAgentLimit = this.opts.maxBackpressure - Math.max(incoming, this.sweepEveryBytes);
     for (const ws of this.conns) {
       const conn = ws.getUserData();
       if (conn.phase === 'closed') continue;
       const n = ws.getBufferedAmount();
       if (n === 0) continue;
-      if (n > this.opts.maxBackpressure * 0.75) {
+      if (conn.phase === 'live' && n > perAgentLimit) {
         conn.closedSlow = true;
-        this.logConn('warn', { agent: conn.id, node: conn.node, queuedBytes: n }, 'agent not reading; disconnecting (it resumes from its revision)');
+        this.logConn('warn', { agent: conn.id, node: conn.node, queuedBytes: n }, 'agent not keeping up; disconnecting (it resumes from its revision)');
         ws.end(1013, 'too slow');
         continue;
       }

@@ -136,6 +136,8 @@ test('the state encoder writes the bytes msgpackr writes, so files of either enc
     { rev: 255, savedAt: 256, entries: [] },
     { rev: 65_535, savedAt: 2 ** 32 - 1, entries: Array.from({ length: 65_536 }, () => ['', '']) },
     { rev: 2 ** 32, savedAt: 2 ** 53 - 1, entries: [['🙂'.repeat(16_384), 'x'.repeat(65_535)], ['é'.repeat(127), 'é'.repeat(128)]] },
+    // The store identity the state came from (a reset is detected by it after a rebuild).
+    { rev: 9, savedAt: 1, entries: [['a', 'b']], epoch: '14841639068965178418' },
   ];
   for (const [i, state] of cases.entries()) {
     const file = encodeState(state);
@@ -143,6 +145,7 @@ test('the state encoder writes the bytes msgpackr writes, so files of either enc
     const back = decodeState(file);
     t.is(back.rev, state.rev, `case ${i}`);
     t.is(back.savedAt, state.savedAt, `case ${i}`);
+    t.is(back.epoch, state.epoch, `case ${i}`);
     // (JSON, not deepEqual: ava's diffing of 70 000 pairs takes seconds.)
     t.is(JSON.stringify(back.entries), JSON.stringify(state.entries.map(([k, v]) => [k, Buffer.from(v).toString()])), `case ${i}`);
   }
