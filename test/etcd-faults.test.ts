@@ -148,8 +148,9 @@ test.serial('catch-up larger than the per-agent backpressure limit is paced: the
     await client.put('/lain/config/big/start').value('0');
     await waitFor(() => agentSynced(base), { timeoutMs: 20_000, message: `agent sync\n${agent.output()}` });
     await agent.stop('SIGTERM');
-    // 1 MB of deltas (4 × the limit) while the agent is away.
-    for (let i = 0; i < 32; i++) await client.put(`/lain/config/big/k${i}`).value('v'.repeat(32 * 1024));
+    // 8 MB of deltas while the agent is away: 32 × the limit, and more than loopback's socket
+    // buffers absorb at once (they would hide an unpaced catch-up).
+    for (let i = 0; i < 128; i++) await client.put(`/lain/config/big/k${i % 16}`).value(`${i} ${'v'.repeat(64 * 1024)}`);
     const rev = await currentRevision(client);
     await waitFor(async () => (JSON.parse((await httpGet(`http://127.0.0.1:${hubPort}/healthz`)).body) as { revision: number }).revision >= rev, { message: 'hub at the revision' });
     agent = startAgent(agentArgs);
