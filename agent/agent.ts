@@ -127,6 +127,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
         reconnects: client.status.reconnects,
         snapshots: client.status.snapshots,
         resets: client.status.resets,
+        silenceTimeoutMs: client.silenceTimeoutMs,
         lastError: client.status.lastError,
       },
       streams: streams.stats,

@@ -45,7 +45,7 @@ export class HubClient {
   private pendingSnapshot?: { rev: number; parts: number; entries: Array<[string, string]> };
   private readonly ca?: Buffer;
   /** -silence-timeout until a hub tells us its progress interval (see the prog frame). */
-  private silenceTimeoutMs: number;
+  silenceTimeoutMs: number;
   readonly status: HubClientStatus = { hub: '', connected: false, live: false, hubRevision: 0, lastFrameAt: 0, reconnects: 0, snapshots: 0, resets: 0, lastError: '' };
   /** Called whenever the connection state changes (for staleness and metrics). */
   onStatus?: () => void;
@@ -150,7 +150,8 @@ export class HubClient {
         if (frame.pi !== undefined && frame.pi > 0) {
           // Three of the hub's own progress periods (plus a second for the network), never
           // less than we were configured with: a hub with a long interval is not "silent".
-          this.silenceTimeoutMs = Math.max(this.opts.silenceTimeoutMs, 3 * frame.pi + 1000);
+          const timeout = Math.max(this.opts.silenceTimeoutMs, 3 * frame.pi + 1000);
+          if (timeout !== this.silenceTimeoutMs) { this.silenceTimeoutMs = timeout; this.heard(); }
         }
         if (!this.status.live) {
           // The hub sends its first progress frame when we are caught up: we are live, and

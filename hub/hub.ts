@@ -20,6 +20,8 @@ export interface HubOptions {
   progressIntervalMs: number;
   /** How often the store's revision is checked for a reset (ms). */
   storeProbeIntervalMs?: number;
+  /** How long an agent may wait for this hub (not current, or behind it) before it is sent away. */
+  aheadTimeoutMs?: number;
   /** Store revisions of history a starting hub replays to fill its delta history. */
   historyPrefillRevisions?: number;
   authorize?: HubServerOptions['authorize'];
@@ -66,7 +68,7 @@ export async function startHub(opts: HubOptions, log: Logger): Promise<Hub> {
     maxBackpressure: opts.maxBackpressure,
     maxTotalBackpressure: opts.maxTotalBackpressure ?? Math.max(HUB_DEFAULTS.maxTotalBackpressure, opts.maxBackpressure * 4),
     // Three silent progress periods make an agent leave; a wait longer than that gains nothing.
-    aheadTimeoutMs: Math.max(10_000, opts.progressIntervalMs * 3),
+    aheadTimeoutMs: opts.aheadTimeoutMs ?? Math.max(10_000, opts.progressIntervalMs * 2),
     maxAgentFrameBytes: 64 * 1024,
     progressIntervalMs: opts.progressIntervalMs,
     helloTimeoutMs: 10_000,

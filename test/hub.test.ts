@@ -1,54 +1,9 @@
 // The hub on the in-memory store with fake agents (raw WebSocket clients): the protocol,
 // resume, rogue clients and slow consumers. The real-etcd path is in the integration tests.
 import test from 'ava';
-import WebSocket from 'ws';
 import { pack } from 'msgpackr';
-import { startHub, type Hub } from '../hub/hub.js';
 import { MemoryStore } from '../hub/store/memory.js';
-import { decodeFrame, encodeFrame, type HubFrame } from '../shared/protocol.js';
-import { silentLogger } from '../shared/log.js';
-
-async function hubOn(store: MemoryStore, over: Partial<Parameters<typeof startHub>[0]> = {}): Promise<Hub> {
-  const hub = await startHub({
-    store, prefix: '/lain/', host: '127.0.0.1', port: 0,
-    historyMaxCount: 100, historyMaxBytes: 1 << 20, maxBackpressure: 1 << 20, progressIntervalMs: 200, ...over,
-  }, silentLogger);
-  await hub.ready;
-  return hub;
-}
-
-class FakeAgent {
-  frames: HubFrame[] = [];
-  closed?: { code: number; reason: string };
-  readonly ws: WebSocket;
-  private waiters: Array<() => void> = [];
-
-  constructor(port: number, hello?: object | Buffer | string) {
-    this.ws = new WebSocket(`ws://127.0.0.1:${port}/`);
-    this.ws.on('open', () => {
-      if (hello === undefined) return;
-      if (typeof hello === 'string' || Buffer.isBuffer(hello)) this.ws.send(hello);
-      else this.ws.send(encodeFrame(hello as never));
-    });
-    this.ws.on('message', (data: Buffer) => { this.frames.push(decodeFrame(data) as HubFrame); this.poke(); });
-    this.ws.on('close', (code, reason) => { this.closed = { code, reason: reason.toString() }; this.poke(); });
-    this.ws.on('error', () => {});
-  }
-
-  private poke() { for (const w of this.waiters.splice(0)) w(); }
-
-  async until(pred: () => boolean, ms = 3000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!pred()) {
-      if (Date.now() > deadline) throw new Error(`timed out; frames: ${JSON.stringify(this.frames.map((f) => f.t))} closed: ${JSON.stringify(this.closed)}`);
-      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 50); });
-    }
-  }
-
-  of<T extends HubFrame['t']>(t: T): Array<Extract<HubFrame, { t: T }>> {
-    return this.frames.filter((f) => f.t === t) as Array<Extract<HubFrame, { t: T }>>;
-  }
-}
+import { FakeAgent, hubOn } from './helpers/fake-agent.js';
 
 const seed = { '/lain/config/domain': 'lain.local', '/lain/config/vip': '10.0.0.1', '/lain/deployd/depends/specs/x': 'not forwarded' };
 
