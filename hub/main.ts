@@ -32,6 +32,9 @@ const SPECS: FlagSpec[] = [
     why: 'below that one burst of ordinary deltas cuts off every agent as too slow',
   },
   {
+    name: 'max-total-backpressure', kind: 'int', default: HUB_DEFAULTS.maxTotalBackpressure, min: 64 * 1024, help: 'bytes queued to all agents together before the most backed-up are disconnected',
+  },
+  {
     name: 'progress-interval', kind: 'int', default: HUB_DEFAULTS.progressIntervalMs, min: 100, max: MAX_TIMER_MS, help: 'milliseconds between progress (heartbeat) frames',
     why: 'each interval sends a frame to every agent; more often is load without use',
   },
@@ -126,6 +129,7 @@ async function main(): Promise<void> {
     historyMaxCount: values['history-count'] as number,
     historyMaxBytes: values['history-bytes'] as number,
     maxBackpressure: values['max-backpressure'] as number,
+    maxTotalBackpressure: values['max-total-backpressure'] as number,
     progressIntervalMs: values['progress-interval'] as number,
     historyPrefillRevisions: values['history-prefill'] as number,
     authorize,
