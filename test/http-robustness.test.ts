@@ -90,6 +90,10 @@ class Raw {
     });
   }
 
+  /** Stops reading: what arrives stays in the kernel, as with a client that sends all before it reads. */
+  pause(): void { this.socket.pause(); }
+  resume(): void { this.socket.resume(); }
+
   /** Half-close: the agent sees the client's FIN. */
   end(): void { this.socket.end(); }
   destroy(): void { this.socket.destroy(); }
@@ -158,6 +162,9 @@ test.serial('a GET pipelined after a watch is never answered; the stream goes on
   const expected = init + frame(2, 'update', '{"pipe-a":"two"}');
   const text = await conn.until((s) => s.length >= expected.length, 'the update event');
   t.is(text, expected, 'nothing but the stream on the connection');
+  // Nor is the GET read at all (Go never reads it): the witness, this stream and the /debug request itself.
+  const debug = JSON.parse((await httpGet(`${agent.base}/debug`)).body) as { connections: number };
+  t.is(debug.connections, 3);
   conn.destroy();
   assertAlive();
 });
@@ -317,11 +324,14 @@ test.serial('an over-long request line or header block: 431, which the client re
     await conn.write(head);
     t.is(await conn.closedByAgent(), TOO_LARGE, head.slice(0, 40));
   }
-  // A megabyte of header written as fast as the agent takes it: the agent answers and closes
-  // long before the client is done, yet the client must get the 431, not a reset.
+  // A megabyte of header from a client that reads only once it has sent it all: the agent
+  // answers after 16 KiB, long before the client is done. Closing then with unread input would
+  // make the kernel reset the connection and drop the 431 before the client reads it.
   const conn = await Raw.open(t);
+  conn.pause();
   await conn.write('GET /version HTTP/1.1\r\nHost: x\r\nX-Flood: ');
   for (let sent = 0; sent < 1 << 20 && !conn.isClosed; sent += 16_384) await conn.write('d'.repeat(16_384));
+  conn.resume();
   t.is(await conn.closedByAgent(), TOO_LARGE);
   assertAlive();
 });
