@@ -383,7 +383,8 @@ export class AgentHttp {
 
   /**
    * Calls `then` (from setImmediate: outside the parser, see takeOver) once node:http has written
-   * every answer it owes on the connection: the one in flight, then each queued behind it.
+   * every answer it owes on the connection: the one in flight (its socket._httpMessage), then
+   * each queued behind it, which node:http assigns in turn.
    */
   private whenAnswered(socket: Connection, then: () => void): void {
     const inFlight = socket._httpMessage;
