@@ -2,13 +2,21 @@
 // which uWebSockets.js never answers; DESIGN.md Data flow 8). Routing and HTTP details follow
 // API.md §2: one trailing slash accepted, two different 404s, HEAD, watch on any value but
 // "", "0" and "false", Go's FormValue for parameters, raw event streams.
+//
+// Connections follow Go's net/http, which reads a request only after the handler of the previous
+// one has returned: pipelined requests are answered in order; a watch hijacks its connection
+// and, since its handler never returns, nothing pipelined after it is ever read; a request
+// node:http cannot parse is answered (400/431) after the ones before it, and the connection
+// closes. node:http parses ahead instead, so the server takes the socket away from it for good
+// (takeOver) wherever Go would stop reading.
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import { createRequire } from 'node:module';
+import net, { type Socket } from 'node:net';
 import type { AnswerCache } from './api/answers.js';
 import { parseQuery, routePath } from './api/endpoints/request.js';
 import { normalizeIp } from './auth.js';
 import type { Answer, ApiRequest, Endpoint } from './api/types.js';
-import { STREAM_HEADER, type StreamHub } from './streams.js';
+import { STREAM_HEADER, endConnection, eventFrame, type StreamHub } from './streams.js';
 
 export interface HttpOptions {
   endpoints: Endpoint[];
@@ -27,23 +35,133 @@ const NOT_FOUND = '404 not found';
 // Go sniffs every lainlet body as text/plain (API.md §2).
 const TEXT_PLAIN = ['Content-Type', 'text/plain; charset=utf-8'];
 const PAGE_NOT_FOUND = '404 page not found\n';
+/**
+ * node's default (16 KiB for the request line and headers together). Go's is 1 MiB; no lainlet
+ * client sends more than a few hundred bytes, and each connection may hold this much.
+ */
+const MAX_HEADER_BYTES = 16 * 1024;
+
+// Go's answers to a request it cannot read (net/http server.go, conn.serve), then it closes.
+const GO_ERROR_HEADERS = '\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n';
+const BAD_REQUEST = `HTTP/1.1 400 Bad Request${GO_ERROR_HEADERS}400 Bad Request`;
+const UNSUPPORTED_VERSION = `HTTP/1.1 400 Bad Request${GO_ERROR_HEADERS}400 Bad Request: unsupported protocol version`;
+const HEADERS_TOO_LARGE = `HTTP/1.1 431 Request Header Fields Too Large${GO_ERROR_HEADERS}431 Request Header Fields Too Large`;
+// Go has no header deadline at all (martini's plain ListenAndServe); this one is node's.
+const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
+
+/**
+ * node:http's own helper for letting go of a connection's parser (what it does before 'upgrade'
+ * and 'connect'): back to the pool, out of the server's connection list (headers timeout,
+ * closeAllConnections), detached from the socket. _http_common is the undocumented module node's
+ * http client and server share; freeParser(parser, req, socket) has not changed since node 0.x.
+ */
+const { freeParser } = createRequire(import.meta.url)('_http_common') as { freeParser(parser: object, req: null, socket: Socket): void };
+/** The socket events node:http listens to on every connection (connectionListenerInternal, ServerResponse.assignSocket). */
+const HTTP_SOCKET_EVENTS = ['data', 'end', 'close', 'drain', 'error', 'timeout', 'pause', 'resume'] as const;
+/** What net.Socket listens to on itself (its 'end' handler): left in place when node:http's listeners go. */
+const NET_OWN_LISTENERS = (() => {
+  const probe = new net.Socket();
+  const own = new Map(HTTP_SOCKET_EVENTS.map((event) => [event, probe.listeners(event)]));
+  probe.destroy();
+  return own;
+})();
+
+/** Set on a connection on which node:http's parser is no longer listened to: a watch or a closing error answer owns it. */
+const TAKEN = Symbol('lainlet.taken');
+/** On a connection with answers queued behind another (pipelining): their `done`s, not yet closed. */
+const QUEUED = Symbol('lainlet.queued');
+/** Marks the agent's own listeners on a socket node:http still has: takeOver leaves them. */
+const AGENT_LISTENER = Symbol('lainlet.listener');
+type Connection = Socket & { [TAKEN]?: true; [QUEUED]?: Set<() => void>; parser?: object | null; _httpMessage?: http.ServerResponse | null };
 
 export function isWatch(value: string | undefined): boolean {
   return value !== undefined && value !== '' && value !== '0' && value !== 'false';
 }
 
+const INT64_MAX = '9223372036854775807';
+
+/**
+ * The heartbeat parameter in seconds, read like Go's strconv.Atoi on a 64-bit int: "+5" and
+ * "0005" are 5; "5.0", " 5", "" and anything beyond int64 are errors. Errors and values ≤ 0
+ * mean no heartbeat (0).
+ */
+export function heartbeatSeconds(value: string): number {
+  // A "-" can only give an error or a value ≤ 0: no heartbeat either way.
+  const m = /^\+?0*(\d*)$/.exec(value);
+  if (!m || !/\d/.test(value)) return 0;
+  const digits = m[1]!;
+  if (digits.length > INT64_MAX.length || (digits.length === INT64_MAX.length && digits > INT64_MAX)) return 0;
+  return Number(digits);
+}
+
+/**
+ * Route path and raw query of a request target that is not plain origin form ("/path?query"
+ * without "%"), as Go's url.ParseRequestURI reads it: absolute form ("http://host/path?q")
+ * routes by its path, a scheme without "//" and "/" is opaque (path ""), "*" is a path of its
+ * own, %XX in the path is decoded. undefined where Go answers 400: a bad escape, or neither a
+ * scheme nor a leading "/".
+ */
+export function goTarget(target: string): { path: string; search: string } | undefined {
+  if (target === '*') return { path: '*', search: '' };
+  const q = target.indexOf('?');
+  const search = q < 0 ? '' : target.slice(q + 1);
+  let rest = q < 0 ? target : target.slice(0, q);
+  if (!rest.startsWith('/')) {
+    const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:/.exec(rest);
+    if (!scheme) return undefined;
+    rest = rest.slice(scheme[0].length);
+    if (rest.startsWith('//')) {
+      const slash = rest.indexOf('/', 2);
+      rest = slash < 0 ? '' : rest.slice(slash);
+    } else if (!rest.startsWith('/')) {
+      return { path: '', search };
+    }
+  }
+  if (rest.includes('%')) {
+    if (/%(?![0-9A-Fa-f]{2})/.test(rest)) return undefined;
+    rest = rest.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    // A decoded "?" belongs to the path: no route has one, and routePath would cut there.
+    if (rest.includes('?')) return { path: rest, search };
+  }
+  return { path: routePath(rest), search };
+}
+
+/**
+ * Go serves HTTP/1.x only; llhttp also reads "HTTP/2.0" and versionless (0.9) request lines,
+ * which Go cannot parse at all. For a request whose major version is not 1.
+ */
+function versionError(req: http.IncomingMessage): string {
+  return req.httpVersionMajor === 0 ? BAD_REQUEST : UNSUPPORTED_VERSION;
+}
+
 export class AgentHttp {
   readonly server: http.Server;
   private readonly routes = new Map<string, Endpoint>();
+  /** Connections taken from node:http (streams, closing answers): close() ends them, node:http no longer knows them. */
+  private readonly taken = new Set<Socket>();
   /** In-flight requests including open streams (the original's `connections`). */
   inFlight = 0;
 
   constructor(private readonly opts: HttpOptions) {
     for (const e of opts.endpoints) this.routes.set(e.path, e);
-    this.server = http.createServer({ requireHostHeader: false, keepAliveTimeout: 60_000 }, (req, res) => this.handle(req, res));
+    this.server = http.createServer({ requireHostHeader: false, keepAliveTimeout: 60_000, maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => this.handle(req, res));
     // Event streams live for days; only the request head has a deadline.
     this.server.requestTimeout = 0;
     this.server.headersTimeout = 60_000;
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
+    // Expect: 100-continue — Go sends the 100 only when a handler reads the body, which lainlet's
+    // never do. node would send it unasked, and for a pipelined request with a Buffer body it
+    // writes the 100 between the answer's head and body.
+    this.server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res));
+    // An Expect other than 100-continue: Go answers 417 and closes; node would keep the connection.
+    this.server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const socket = req.socket as Connection;
+      if (socket[TAKEN]) return;
+      socket[TAKEN] = true;
+      this.plain(res, 'bad-request', 417, '', ['Connection', 'close']);
+    });
+    // node:http has already let go of a CONNECT's socket (as for 'upgrade'): routed like any method.
+    this.server.on('connect', (req: http.IncomingMessage, socket: Socket) => this.connect(req, socket));
   }
 
   listen(host: string, port: number): Promise<number> {
@@ -58,32 +176,48 @@ export class AgentHttp {
 
   close(): Promise<void> {
     this.opts.streams.closeAll();
+    for (const socket of this.taken) socket.destroy();
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // Pipelined after a watch or after a bad request: Go never reads it, so it is never answered.
+    if ((req.socket as Connection)[TAKEN]) return;
+    const rawUrl = req.url ?? '/';
+    let path: string;
+    let search: string;
+    if (rawUrl.charCodeAt(0) === 0x2f /* / */ && !rawUrl.includes('%')) {
+      const q = rawUrl.indexOf('?');
+      path = routePath(rawUrl);
+      search = q < 0 ? '' : rawUrl.slice(q + 1);
+    } else {
+      const target = goTarget(rawUrl);
+      if (!target) return this.badRequest(req, res, BAD_REQUEST);
+      ({ path, search } = target);
+    }
+    if (req.httpVersionMajor !== 1) return this.badRequest(req, res, versionError(req));
+    this.route(req, res, path, search);
+  }
+
+  private route(req: http.IncomingMessage, res: http.ServerResponse, path: string, search: string): void {
     this.inFlight++;
     let counted = true;
     const done = () => { if (counted) { counted = false; this.inFlight--; } };
     res.once('close', done);
+    if (!res.socket) this.countQueued(req.socket as Connection, res, done);
 
-    const rawUrl = req.url ?? '/';
-    const q = rawUrl.indexOf('?');
-    const path = routePath(rawUrl);
-    const search = q < 0 ? '' : rawUrl.slice(q + 1);
     const method = req.method ?? 'GET';
-    const known = this.routes.has(path) || path === '/debug' || path === '/version' || (this.opts.extraRoutes?.[path] !== undefined);
-    if (!known) return this.plain(res, 'unknown', 404, NOT_FOUND);
+    if (!this.isKnown(path)) {
+      // Go's server-wide answer to "OPTIONS *" (globalOptionsHandler).
+      if (path === '*' && method === 'OPTIONS') return this.plain(res, path, 200, '', []);
+      return this.plain(res, 'unknown', 404, NOT_FOUND);
+    }
     const params = parseQuery(search);
     const watch = path.startsWith('/v2/') && isWatch(params.get('watch'));
     if (method !== 'GET' && method !== 'HEAD') {
-      if (watch) {
-        // The original hijacks before routing: header block, then close (API.md §2).
-        const socket = req.socket;
-        socket.end(STREAM_HEADER);
-        return;
-      }
+      // The original hijacks before routing: header block, then close (API.md §2).
+      if (watch) return this.hijack(req, res, done, (socket) => endConnection(socket, STREAM_HEADER));
       return this.plain(res, path, 404, PAGE_NOT_FOUND, [...TEXT_PLAIN, 'X-Content-Type-Options', 'nosniff']);
     }
     if (path === '/version') return this.plain(res, path, 200, this.opts.version);
@@ -108,17 +242,35 @@ export class AgentHttp {
     }
     if (watch) {
       // The original refuses watch on localspecquery before any parameter or auth check.
-      if (!endpoint.watchable) return this.streamError(req.socket, res, `${path.replace('/v2', '')} do not support watch action`, done);
-      if ('status' in resolved) return this.streamError(req.socket, res, resolved.body, done);
-      const heartbeat = /^[+-]?\d+$/.test(params.get('heartbeat') ?? '') ? Number(params.get('heartbeat')) : 0;
-      this.detach(req.socket, res);
+      if (!endpoint.watchable) return this.streamError(req, res, `${path.replace('/v2', '')} do not support watch action`, done);
+      if ('status' in resolved) return this.streamError(req, res, resolved.body, done);
+      const heartbeat = heartbeatSeconds(params.get('heartbeat') ?? '');
+      const scope = resolved.scope;
       this.opts.onRequest?.(path, 200);
-      this.opts.streams.open(req.socket, endpoint, resolved.scope, heartbeat, done);
-      return;
+      return this.hijack(req, res, done, (socket) => this.opts.streams.open(socket, endpoint, scope, heartbeat));
     }
     if ('status' in resolved) return this.plain(res, path, resolved.status, resolved.body);
     const answer = this.opts.answers.get(endpoint, resolved.scope);
     this.plain(res, path, answer.status, this.opts.answers.bytes(answer));
+  }
+
+  /**
+   * An answer queued behind another gets no 'close' if the connection ends before it is written,
+   * and node:http's own cleanup of such requests goes when a CONNECT or takeOver takes its
+   * listeners: one listener of the agent's per connection ends their count instead.
+   */
+  private countQueued(socket: Connection, res: http.ServerResponse, done: () => void): void {
+    let queued = socket[QUEUED];
+    if (!queued) {
+      const dones = (queued = socket[QUEUED] = new Set());
+      socket.once('close', Object.assign(() => { for (const d of dones) d(); }, { [AGENT_LISTENER]: true }));
+    }
+    queued.add(done);
+    res.once('close', () => queued.delete(done));
+  }
+
+  private isKnown(path: string): boolean {
+    return this.routes.has(path) || path === '/debug' || path === '/version' || (this.opts.extraRoutes?.[path] !== undefined);
   }
 
   /** One complete answer; the headers go in one flat array (cheaper than setHeader calls). */
@@ -129,18 +281,152 @@ export class AgentHttp {
     this.opts.onRequest?.(path, status);
   }
 
-  /** The stream takes the raw socket over; node:http must not write to it any more. */
-  private detach(socket: Socket, res: http.ServerResponse): void {
-    res.detachSocket(socket);
-    // The socket is still in node:http's keep-alive bookkeeping; a raw stream must not be
-    // reused for another request.
-    socket.removeAllListeners('timeout');
+  /** A request Go rejects while reading it (bad target, HTTP/2.0): its 400 after the answers before it, then close. */
+  private badRequest(req: http.IncomingMessage, res: http.ServerResponse, answer: string): void {
+    (req.socket as Connection)[TAKEN] = true;
+    this.opts.onRequest?.('bad-request', 400);
+    this.afterEarlierAnswers(res, (socket) => endConnection(socket, answer));
   }
 
-  private streamError(socket: Socket, res: http.ServerResponse, message: string, done: () => void): void {
-    this.detach(socket, res);
-    socket.once('close', done);
+  /**
+   * The connection becomes the watch's (Go's Hijack). node:http may still be writing answers to
+   * requests before this one, and parses all the bytes of a read at once, so it emits what the
+   * client pipelined after this request before the parser returns. So: later requests are
+   * dropped from now on (TAKEN), and once the earlier answers are out and the parser has
+   * returned, node:http lets go of the socket and `start` gets it.
+   */
+  private hijack(req: http.IncomingMessage, res: http.ServerResponse, done: () => void, start: (socket: Socket) => void): void {
+    (req.socket as Connection)[TAKEN] = true;
+    this.afterEarlierAnswers(res, (conn) => {
+      conn.once('close', done);
+      start(conn);
+    });
+  }
+
+  /**
+   * Runs `then` on the socket once node:http has written every answer before `res` on it and
+   * `res` is the one assigned to the socket — unless the connection closes first — with
+   * node:http's listeners and parser gone (takeOver).
+   */
+  private afterEarlierAnswers(res: http.ServerResponse, then: (socket: Socket) => void): void {
+    const run = () => setImmediate(() => {
+      const socket = res.socket as Connection | null;
+      if (!socket || socket.destroyed) return;
+      if (socket._httpMessage === res) res.detachSocket(socket);
+      this.takeOver(socket);
+      then(socket);
+    });
+    // res.socket is set when node:http assigns the socket to this response: at once if nothing
+    // was in flight, else when the previous answer has finished ('socket').
+    if (res.socket) run();
+    else res.once('socket', run);
+  }
+
+  /**
+   * Takes a connection away from node:http for good, the way node:http itself hands a socket
+   * to an 'upgrade' listener: its listeners off the socket (net.Socket's own and the agent's
+   * stay), its parser freed (it may hold pipelined bytes; they are dropped), no timeouts. Only
+   * from setImmediate: the parser must not be executing, and a nextTick is no guarantee of that
+   * (ticks run inside its body callbacks). What the client sends from then on is read and
+   * dropped, so its close is noticed; its FIN ends the connection, as node:http did.
+   */
+  private takeOver(socket: Connection): void {
+    for (const event of HTTP_SOCKET_EVENTS) {
+      const own = NET_OWN_LISTENERS.get(event)!;
+      for (const listener of socket.listeners(event)) {
+        if (!own.includes(listener) && !(AGENT_LISTENER in listener)) socket.removeListener(event, listener as (...args: unknown[]) => void);
+      }
+    }
+    if (socket.parser) freeParser(socket.parser, null, socket);
+    this.own(socket);
+    socket.on('end', () => socket.end());
+  }
+
+  /** Listeners every connection the agent owns needs: errors close it, close forgets it; reading on. */
+  private own(socket: Socket): void {
+    socket.setTimeout(0);
+    socket.on('error', () => socket.destroy());
+    this.taken.add(socket);
+    socket.once('close', () => this.taken.delete(socket));
+    socket.resume();
+  }
+
+  private streamError(req: http.IncomingMessage, res: http.ServerResponse, message: string, done: () => void): void {
     this.opts.onRequest?.('stream-error', 200);
-    socket.end(`${STREAM_HEADER}id: 0\nevent: error\ndata: ${message}\n\n`);
+    this.hijack(req, res, done, (socket) => endConnection(socket, STREAM_HEADER + eventFrame(0, 'error', message)));
+  }
+
+  /**
+   * What node:http could not parse (or a socket error): Go answers 400 or 431 after the requests
+   * before it, and closes. Ignored on a connection a watch owns: the parser choked on bytes
+   * pipelined after the watch, which Go would never read.
+   */
+  private clientError(err: NodeJS.ErrnoException, socket: Connection): void {
+    if (socket[TAKEN]) return;
+    socket[TAKEN] = true;
+    const code = err.code ?? '';
+    // Data after a "Connection: close" request: Go closes after that answer and reads nothing
+    // more; node:http closes after it too.
+    if (code === 'HPE_CLOSED_CONNECTION') return;
+    if (!code.startsWith('HPE_') && code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+      socket.destroy();
+      return;
+    }
+    const [status, answer] = code === 'HPE_HEADER_OVERFLOW' ? [431, HEADERS_TOO_LARGE] : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, REQUEST_TIMEOUT] : [400, BAD_REQUEST];
+    this.opts.onRequest?.('bad-request', status);
+    this.whenAnswered(socket, () => {
+      if (socket.destroyed || !socket.writable) return;
+      this.takeOver(socket);
+      endConnection(socket, answer);
+    });
+  }
+
+  /**
+   * Calls `then` (from setImmediate: outside the parser, see takeOver) once node:http has written
+   * every answer it owes on the connection: the one in flight (its socket._httpMessage), then
+   * each queued behind it, which node:http assigns in turn.
+   */
+  private whenAnswered(socket: Connection, then: () => void): void {
+    const inFlight = socket._httpMessage;
+    if (!inFlight || inFlight.writableFinished) {
+      setImmediate(then);
+      return;
+    }
+    // node:http's own 'finish' listener (added first) has assigned the next answer by then.
+    inFlight.once('finish', () => this.whenAnswered(socket, then));
+  }
+
+  /**
+   * CONNECT: node:http has already let go of the socket (its 'upgrade' path: listeners off,
+   * parser freed). Go routes it like any other method — "host:port" has the path "", so 404 —
+   * after the answers before it, and so does the agent; then it closes (the client wanted a
+   * tunnel, not keep-alive). Pipelined after a watch or a bad request, it is never answered.
+   */
+  private connect(req: http.IncomingMessage, socket: Connection): void {
+    // node:http removed its error listener with the rest; an error must not go unheard.
+    socket.on('error', () => socket.destroy());
+    if (socket[TAKEN]) return;
+    socket[TAKEN] = true;
+    const answer = this.connectAnswer(req);
+    this.opts.onRequest?.('connect', Number(answer.slice(9, 12)));
+    this.whenAnswered(socket, () => {
+      if (socket.destroyed) return;
+      this.takeOver(socket);
+      endConnection(socket, answer);
+    });
+  }
+
+  /** The bytes route() would answer for a CONNECT (it writes no body to a ServerResponse here), closing. */
+  private connectAnswer(req: http.IncomingMessage): string {
+    if (req.httpVersionMajor !== 1) return versionError(req);
+    const rawUrl = req.url ?? '';
+    // Go reads an authority-form target ("host:443") as a URL with that host and the path "".
+    const target = rawUrl.startsWith('/') ? goTarget(rawUrl) : { path: '', search: '' };
+    if (!target) return BAD_REQUEST;
+    const known = this.isKnown(target.path);
+    if (known && target.path.startsWith('/v2/') && isWatch(parseQuery(target.search).get('watch'))) return STREAM_HEADER;
+    const body = known ? PAGE_NOT_FOUND : NOT_FOUND;
+    return `HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n${known ? 'X-Content-Type-Options: nosniff\r\n' : ''}`
+      + `Date: ${new Date().toUTCString()}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
   }
 }

@@ -12,6 +12,61 @@ import type { Answer, ChangedKey, Endpoint, IndexChanges, IndexName } from './ap
 
 export const STREAM_HEADER = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nVary: Accept-Encoding\r\n\r\n';
 const HEARTBEAT = Buffer.from('id: 0\nevent: heartbeat\n\n');
+/** The longest delay a node timer holds: beyond it setTimeout/setInterval fire after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * How long a connection we close keeps reading after its last byte went out (Go's
+ * rstAvoidanceDelay): closing a socket with unread input makes the kernel send RST, and a
+ * client that is still writing may then lose the answer before it reads it.
+ */
+const LINGER_MS = 500;
+
+/**
+ * Calls `beat` every periodMs, like Go's time.Ticker, for any period. setInterval cannot: past
+ * MAX_TIMER_MS it fires every millisecond (TimeoutOverflowWarning), so longer periods are waited
+ * out in chained timers of at most maxTimerMs. Returns the function that stops it.
+ */
+export function every(periodMs: number, beat: () => void, maxTimerMs = MAX_TIMER_MS): () => void {
+  if (periodMs <= maxTimerMs) {
+    const interval = setInterval(beat, periodMs);
+    return () => clearInterval(interval);
+  }
+  let left = periodMs;
+  let timer: NodeJS.Timeout | undefined;
+  const wait = () => {
+    const ms = Math.min(left, maxTimerMs);
+    left -= ms;
+    timer = setTimeout(fire, ms);
+  };
+  const fire = () => {
+    if (left <= 0) {
+      left = periodMs;
+      beat();
+    }
+    // beat() may have stopped it.
+    if (timer !== undefined) wait();
+  };
+  wait();
+  return () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+}
+
+/**
+ * Ends a connection the agent owns (a stream, or an answer after which it closes): the last
+ * bytes, FIN, then reading on until the client closes too or LINGER_MS have passed.
+ */
+export function endConnection(socket: Socket, lastBytes?: string | Buffer): void {
+  if (socket.destroyed || socket.writableEnded) return;
+  const linger = () => {
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    socket.once('close', () => clearTimeout(timer));
+  };
+  if (lastBytes === undefined) socket.end(linger);
+  else socket.end(lastBytes, linger);
+  socket.resume();
+}
 
 export function eventFrame(id: number, event: string, payload: string): string {
   if (payload === '') return `id: ${id}\nevent: ${event}\n\n`;
@@ -23,7 +78,7 @@ export function eventFrame(id: number, event: string, payload: string): string {
 interface Stream {
   socket: Socket;
   group: StreamGroup;
-  heartbeat?: NodeJS.Timeout;
+  stopHeartbeat?: () => void;
 }
 
 class StreamGroup {
@@ -53,16 +108,15 @@ export class StreamHub {
   constructor(private readonly answers: AnswerCache, private readonly maxBufferedBytes: number) {}
 
   /**
-   * Starts a stream on a socket whose request has been read. Writes the header block and the
-   * init event (or an error event and closes). The socket belongs to the stream from here on.
+   * Starts a stream on a socket node:http has let go of (agent/http.ts takeOver). Writes the
+   * header block and the init event (or an error event and closes). The socket belongs to the
+   * stream from here on; heartbeatSec 0 means none.
    */
-  open(socket: Socket, endpoint: Endpoint, scope: string, heartbeatSec: number, onClose: () => void): void {
+  open(socket: Socket, endpoint: Endpoint, scope: string, heartbeatSec: number): void {
     socket.setNoDelay(true);
-    socket.setTimeout(0);
     const answer = this.answers.get(endpoint, scope);
     if (answer.status !== 200) {
-      socket.end(STREAM_HEADER + eventFrame(0, 'error', answer.body));
-      socket.once('close', onClose);
+      endConnection(socket, STREAM_HEADER + eventFrame(0, 'error', answer.body));
       return;
     }
     const key = endpoint.path + '\u0000' + scope;
@@ -81,14 +135,8 @@ export class StreamHub {
     group.streams.add(stream);
     this.stats.open++;
     socket.write(STREAM_HEADER + eventFrame(1, 'init', answer.body));
-    if (heartbeatSec > 0) {
-      stream.heartbeat = setInterval(() => this.write(stream, HEARTBEAT, false), heartbeatSec * 1000);
-    }
-    socket.on('error', () => socket.destroy());
-    socket.once('close', () => {
-      this.remove(stream);
-      onClose();
-    });
+    if (heartbeatSec > 0) stream.stopHeartbeat = every(heartbeatSec * 1000, () => this.write(stream, HEARTBEAT, false));
+    socket.once('close', () => this.remove(stream));
   }
 
   /** Called after every cache change with what the indexes say it touched. */
@@ -129,7 +177,7 @@ export class StreamHub {
     }
     for (const s of group.streams) {
       this.write(s, bytes);
-      if (closeAfter) s.socket.end();
+      if (closeAfter) endConnection(s.socket);
     }
   }
 
@@ -146,7 +194,7 @@ export class StreamHub {
   }
 
   private remove(stream: Stream): void {
-    clearInterval(stream.heartbeat);
+    stream.stopHeartbeat?.();
     const group = stream.group;
     if (!group.streams.delete(stream)) return;
     this.stats.open--;

@@ -5,6 +5,8 @@
 import test from 'ava';
 import net from 'node:net';
 import { startAgent, type Agent } from '../agent/agent.js';
+import { goTarget, heartbeatSeconds } from '../agent/http.js';
+import { every } from '../agent/streams.js';
 import { startHub, type Hub } from '../hub/hub.js';
 import { MemoryStore } from '../hub/store/memory.js';
 import { silentLogger } from '../shared/log.js';
@@ -195,4 +197,47 @@ test.serial('many streams watching the same thing cost one encoding per change, 
   t.is(frames.size, 1, 'the same bytes went to every stream');
   for (const s of streams) s.close();
   store.put('/lain/deployd/pod_groups/hello/hello.worker.cron', hello);
+});
+
+test('heartbeat is read like Go\'s strconv.Atoi on int64: errors, ≤ 0 and values beyond int64 mean none', (t) => {
+  const cases: Array<[string, number]> = [
+    ['5', 5], ['+5', 5], ['0005', 5], ['+0', 0], ['0', 0], ['-5', 0], ['-0', 0],
+    ['5.0', 0], [' 5', 0], ['5 ', 0], ['', 0], ['+', 0], ['-', 0], ['1e3', 0], ['0x10', 0], ['5_000', 0], ['٥', 0],
+    ['9223372036854775807', 9223372036854775807], ['09223372036854775807', 9223372036854775807],
+    ['9223372036854775808', 0], ['99999999999999999999', 0],
+  ];
+  for (const [value, seconds] of cases) t.is(heartbeatSeconds(value), seconds, JSON.stringify(value));
+});
+
+test('request targets are read like Go\'s url.ParseRequestURI: absolute form by its path, %XX decoded, bad ones undefined', (t) => {
+  const cases: Array<[string, { path: string; search: string } | undefined]> = [
+    ['http://x/v2/configwatcher?target=domain', { path: '/v2/configwatcher', search: 'target=domain' }],
+    ['HTTPS://user@x:9001/version/', { path: '/version', search: '' }],
+    ['http://x', { path: '', search: '' }],
+    ['http://x?target=domain', { path: '', search: 'target=domain' }],
+    ['http:/version', { path: '/version', search: '' }],
+    ['mailto:x', { path: '', search: '' }],
+    ['*', { path: '*', search: '' }],
+    ['/v2/config%77atcher?target=a%2Fb', { path: '/v2/configwatcher', search: 'target=a%2Fb' }],
+    ['/v2%2Fconfigwatcher%2F', { path: '/v2/configwatcher', search: '' }],
+    ['/version%3F?x', { path: '/version?', search: 'x' }],
+    ['/v2/%zz', undefined], ['/v2/%4', undefined], ['v2/configwatcher', undefined], [':x', undefined], ['1http://x/', undefined],
+  ];
+  for (const [target, expected] of cases) t.deepEqual(goTarget(target), expected, target);
+});
+
+test('every: a period longer than one timer holds is waited out in chained timers, one beat per period', async (t) => {
+  // maxTimerMs stands in for 2^31-1 ms: each 130 ms period is four chained timers.
+  const beats: number[] = [];
+  const start = performance.now();
+  await new Promise<void>((resolve) => {
+    const stop = every(130, () => {
+      beats.push(performance.now() - start);
+      if (beats.length === 3) { stop(); resolve(); }
+    }, 40);
+  });
+  const gaps = beats.map((at, i) => at - (i === 0 ? 0 : beats[i - 1]!));
+  // A beat per chained timer would come 40 ms apart, a flood 1 ms apart; the margin below 130 is
+  // for the event loop's cached clock, which can make a timer look a few ms early.
+  for (const gap of gaps) t.true(gap >= 100, `gaps ${gaps.map((g) => g.toFixed(1)).join(', ')}`);
 });
