@@ -45,7 +45,7 @@ async function hubMetric(port: number, name: string): Promise<number> {
 }
 
 test.serial('etcd watch broken again mid-backlog after each reconnect: the hub resumes from its own cursor and no revision is skipped', async (t) => {
-  t.timeout(150_000);
+  t.timeout(600_000);
   const etcd = await startEtcd();
   const proxy = await startProxy(Number(etcd.endpoint.split(':')[1]));
   const [hubPort, agentPort] = await freePorts(2);
@@ -63,7 +63,7 @@ test.serial('etcd watch broken again mid-backlog after each reconnect: the hub r
       // re-created, not for its backlog of 20 revisions.
       const budget = proxy.cutAfter(400, { direction: 'down', connections: 'next' });
       await proxy.restore();
-      const result = await within(budget.exhausted, 30_000, `round ${round}: the hub reconnecting through the proxy\n${hub.output()}`);
+      const result = await within(budget.exhausted, 120_000, `round ${round}: the hub reconnecting through the proxy\n${hub.output()}`);
       t.true(result.cut, `round ${round}: the budget was used up`);
     }
     await proxy.heal();
@@ -126,6 +126,7 @@ test.serial('a starting hub whose list of the present is slow never hands out it
     const puts = new Map((snap as { puts: Array<[string, string]> }).puts);
     t.is(puts.get('/lain/config/tick'), '100', 'the first state an agent gets is the present');
     raw.ws.terminate();
+    t.notRegex(hub.output(), /ahead/, 'no line about an agent ahead: none was');
   } finally {
     client.close();
     await hub?.kill();

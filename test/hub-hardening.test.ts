@@ -9,6 +9,8 @@ import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { startAgent } from '../agent/agent.js';
+import { startHub } from '../hub/hub.js';
+import { Etcd3Store } from '../hub/store/etcd3.js';
 import { MemoryStore } from '../hub/store/memory.js';
 import { silentLogger } from '../shared/log.js';
 import { LogLimiter } from '../shared/log-limit.js';
@@ -172,5 +174,20 @@ test.serial('an agent restarted from its state file onto an unchanged hub is not
   } finally {
     await hub.stop();
     rmSync(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('a hub that cannot reach etcd at start says it has no state yet, not that it serves a stale one', async (t) => {
+  const { log, lines } = capturingLogger();
+  const deadPort = await freePort();
+  const store = new Etcd3Store({ endpoints: [`127.0.0.1:${deadPort}`], dialTimeoutMs: 300 });
+  const hub = await startHub({ store, prefix: '/lain/', host: '127.0.0.1', port: 0, historyMaxCount: 10, historyMaxBytes: 1 << 20, maxBackpressure: 1 << 20, progressIntervalMs: 200 }, log);
+  try {
+    await waitFor(() => lines.some((l) => l.includes('store list/watch failed')), { timeoutMs: 15_000, message: 'a failed list' });
+    const failed = lines.filter((l) => l.includes('store list/watch failed'));
+    t.true(failed.every((l) => l.includes('no state to serve yet')), failed.join('\n'));
+    t.false(lines.some((l) => l.includes('serving last state')));
+  } finally {
+    await hub.stop();
   }
 });
