@@ -181,6 +181,15 @@ test.serial('etcd restored from an older backup: the hub says so, and every agen
   const base2 = `http://127.0.0.1:${agent2Port}`;
   const agent = startAgent(['-web', `127.0.0.1:${agentPort}`, '-hub', `ws://127.0.0.1:${hubPort}`, '-ip', '127.0.0.1', '-silence-timeout', '1500', '-reconnect-max', '1000']);
   let agent2: ReturnType<typeof startAgent> | undefined;
+  /** Puts the backup in place of etcd's data dir: etcd comes back at the backup's revision. */
+  const restoreBackup = async () => {
+    client.close();
+    await etcd.kill();
+    rmSync(etcd.dataDir, { recursive: true, force: true });
+    cpSync(backup, etcd.dataDir, { recursive: true });
+    await etcd.restart();
+    return etcdClient(etcd);
+  };
   try {
     await client.put('/lain/config/restore/a').value('1');
     await waitFor(() => agentSynced(base), { timeoutMs: 20_000, message: `agent sync\n${agent.output()}` });
@@ -198,12 +207,7 @@ test.serial('etcd restored from an older backup: the hub says so, and every agen
     await waitFor(async () => (await debugOf(base)).revision >= before, { timeoutMs: 20_000, message: 'agent at the pre-restore revision' });
     const stream = await openStream(`${base}/v2/configwatcher?target=restore&watch=1`);
     // Restore the backup: etcd comes back at a lower revision with the old contents.
-    client.close();
-    await etcd.kill();
-    rmSync(etcd.dataDir, { recursive: true, force: true });
-    cpSync(backup, etcd.dataDir, { recursive: true });
-    await etcd.restart();
-    client = etcdClient(etcd);
+    client = await restoreBackup();
     const restoredRev = await currentRevision(client);
     t.true(restoredRev < before, `the restore lowered etcd's revision (${restoredRev} < ${before})`);
     const restored = await etcdConfig(client, 'restore');
@@ -226,12 +230,7 @@ test.serial('etcd restored from an older backup: the hub says so, and every agen
     await hub.kill();
     await client.put('/lain/config/restore/a').value('4'); // the agent misses this one
     // Rewind etcd again, below the agent: the agent's revision is beyond the store's.
-    client.close();
-    await etcd.kill();
-    rmSync(etcd.dataDir, { recursive: true, force: true });
-    cpSync(backup, etcd.dataDir, { recursive: true });
-    await etcd.restart();
-    client = etcdClient(etcd);
+    client = await restoreBackup();
     t.true(await currentRevision(client) < aheadRev, 'the agent is ahead of etcd');
     hub = startHub(hubArgs);
     await waitFor(() => hubHealthy(hubPort), { timeoutMs: 20_000, message: `restarted hub\n${hub.output()}` });
