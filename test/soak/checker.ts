@@ -16,12 +16,14 @@ import type { ManagedProc } from './procs.js';
 
 export class Findings {
   private readonly byKey = new Map<string, { detail: string; count: number }>();
+  /** Findings say when they were seen, relative to this (the start of the fault plan). */
+  startedAt = Date.now();
 
   add(category: string, subject: string, detail: string): void {
     const key = `${category}|${subject}`;
     const f = this.byKey.get(key);
     if (f) f.count++;
-    else this.byKey.set(key, { detail, count: 1 });
+    else this.byKey.set(key, { detail: `[+${((Date.now() - this.startedAt) / 1000).toFixed(1)}s] ${detail}`, count: 1 });
   }
 
   get size(): number { return this.byKey.size; }

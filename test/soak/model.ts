@@ -272,7 +272,7 @@ function parsed(value: string): Json {
   let v = parsedCache.get(value);
   if (!v) {
     v = JSON.parse(value) as Json;
-    if (parsedCache.size > 5000) parsedCache.clear();
+    if (parsedCache.size > 1000) parsedCache.clear();
     parsedCache.set(value, v);
   }
   return v;
@@ -464,7 +464,7 @@ export function bodyFingerprint(body: string): string | undefined {
   try { return fingerprint(JSON.parse(body)); } catch { return undefined; }
 }
 
-/** Top-level keys whose values differ between two JSON objects (for reports). */
+/** Top-level keys whose values differ between two JSON objects (for reports): `extra:k` (only in `have`), `missing:k` (only in `want`), `changed:k`. */
 export function diffKeys(want: unknown, have: unknown): string[] {
   if (typeof want !== 'object' || typeof have !== 'object' || !want || !have || Array.isArray(want) || Array.isArray(have)) return ['(whole value)'];
   const keys = new Set([...Object.keys(want), ...Object.keys(have)]);
@@ -472,9 +472,9 @@ export function diffKeys(want: unknown, have: unknown): string[] {
   for (const k of keys) {
     const a = (want as Json)[k];
     const b = (have as Json)[k];
-    if (a === undefined) out.push(`+${k}`);
-    else if (b === undefined) out.push(`-${k}`);
-    else if (canonical(a) !== canonical(b)) out.push(`~${k}`);
+    if (a === undefined) out.push(`extra:${k}`);
+    else if (b === undefined) out.push(`missing:${k}`);
+    else if (canonical(a) !== canonical(b)) out.push(`changed:${k}`);
   }
   return out.sort();
 }

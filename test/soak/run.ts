@@ -14,6 +14,7 @@ import { AgentPoller, debugOf, StreamObserver } from './observe.js';
 import { bodyFingerprint, diffKeys, KEPT_RANGES, REFERENCE_PATHS, seedState, VIEWS } from './model.js';
 import { Rng } from './prng.js';
 import { hubHealthy, ManagedProc, tail } from './procs.js';
+import { HubTap } from './tap.js';
 import { Writer } from './writer.js';
 
 export interface SoakOptions {
@@ -130,10 +131,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const streams: StreamObserver[] = [];
     records.forEach((r, j) => VIEWS.forEach((_, v) => streams.push(new StreamObserver(r, base(agents[j]!), new StreamCheck(r, v, history, findings), findings))));
     const pollers = records.map((r, j) => new AgentPoller(r, base(agents[j]!), served, findings, 150));
+    // Per hub: a tap that stays connected (the live delta stream) and one that resumes every
+    // couple of seconds from its revision (the hub's answer to a hello at r).
+    const taps = hubs.flatMap((h) => [0, 2000].map((hop) => new HubTap(h, history, (i) => history.hashes[i]!, findings, hop)));
     history.onRecord(() => {
       for (const s of streams) s.check.drain(false);
       served.drain(false);
+      for (const t of taps) t.drain(false);
     });
+    for (const t of taps) t.start();
     for (const s of streams) s.start();
     for (const p of pollers) p.start();
     await waitFor(() => streams.every((s) => s.check.connected), { timeoutMs: 20_000, message: 'every stream open' });
@@ -143,6 +149,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     let writing = true;
     const writerDone = writer.run(() => writing);
     const startedAt = Date.now();
+    findings.startedAt = startedAt;
     const deadline = startedAt + seconds * 1000;
     let etcdDown = false;
 
@@ -165,8 +172,16 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       if (p.kind === 'hub') await waitFor(() => hubHealthy(p.port), { timeoutMs: 10_000 }).catch(() => {});
     };
 
+    const at = () => `+${((Date.now() - startedAt) / 1000).toFixed(1)}s`;
     const execute = async (e: Episode): Promise<boolean> => {
-      log(`+${((Date.now() - startedAt) / 1000).toFixed(1)}s ${e.kind} ${e.target} ${e.duration}ms ${e.params.join(',')}`);
+      log(`${at()} ${e.kind} ${e.target} ${e.duration}ms ${e.params.join(',')}`);
+      try {
+        return await executeEpisode(e);
+      } finally {
+        log(`${at()} ${e.kind} ${e.target} healed`);
+      }
+    };
+    const executeEpisode = async (e: Episode): Promise<boolean> => {
       const d = e.duration;
       switch (e.kind) {
         case 'hub-kill': case 'agent-kill': {
@@ -320,8 +335,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
     for (const s of streams) await s.stop();
     for (const p of pollers) await p.stop();
+    for (const t of taps) await t.stop();
     for (const s of streams) s.check.drain(true);
     served.drain(true);
+    for (const t of taps) t.drain(true);
 
     // The model is etcd's state (else the soak itself is wrong).
     const reader = writer.reader();
@@ -354,13 +371,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
     // The verdict.
     const events = streams.reduce((n, s) => n + s.check.eventCount, 0);
+    const claims = taps.reduce((n, t) => n + t.claims, 0);
     const polls = pollers.reduce((n, p) => n + p.polls, 0);
     const rollbacks = records.reduce((n, r) => n + r.killRollbacks, 0);
     const faultList = Object.entries({ ...faults, ...extra }).sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}=${n}`).join(' ');
     const total = Object.values(faults).reduce((a, b) => a + b, 0);
     const ok = findings.size === 0;
     const verdict = `SOAK ${ok ? 'PASS' : `FAIL (${findings.size} findings)`} seed=${seed} seconds=${seconds}: ${writer.stats.committed} ops committed (${writer.stats.uncertain} uncertain) up to rev ${finalRevision}, `
-      + `${events} stream events, ${polls} polls, ${served.checked} served-state checks, converged in ${(convergedIn / 1000).toFixed(1)} s, ${rollbacks} SIGKILL rollbacks to a state file; `
+      + `${events} stream events, ${polls} polls, ${served.checked} served-state checks, ${claims} hub-state checks, converged in ${(convergedIn / 1000).toFixed(1)} s, ${rollbacks} SIGKILL rollbacks to a state file; `
       + `faults ${total}: ${faultList} — replay: npm run soak -- --seconds ${seconds} --seed ${seed}${opts.kinds ? ` --faults ${opts.kinds.join(',') || 'none'}` : ''}`;
     return { ok, findings: findings.lines(), verdict, faults };
   } finally {
