@@ -2,7 +2,7 @@
 // The checker's findings (if any), then one verdict line; exit code 1 on findings, 2 when the
 // soak could not run at all.
 import { FAULT_WEIGHTS } from './faults.js';
-import { runSoak } from './run.js';
+import { abortSoaks, runSoak } from './run.js';
 
 function usage(): never {
   process.stderr.write('usage: npm run soak -- [--seconds S (default 60)] [--seed N (default: random)] [--converge-ms MS (default 30000)] [--faults KIND,KIND… | none] [--verbose]\n');
@@ -36,8 +36,15 @@ function parseArgs(argv: string[]) {
 }
 
 const args = parseArgs(process.argv.slice(2));
-// Ctrl-C: exit through process.on('exit'), which kills every child and removes the temp dirs.
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => process.exit(130));
+// Ctrl-C: stop every child and remove the temp dirs, then exit (the helpers' exit handlers
+// SIGKILL whatever is left if that takes too long).
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`soak: ${signal}, cleaning up\n`);
+    setTimeout(() => process.exit(130), 15_000).unref();
+    void abortSoaks().finally(() => process.exit(130));
+  });
+}
 
 try {
   const result = await runSoak({

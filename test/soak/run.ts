@@ -52,6 +52,14 @@ function timeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 const liveDirs = new Set<string>();
 process.on('exit', () => { for (const d of liveDirs) try { rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ } });
 
+/** Teardowns of the soaks running in this process, for a Ctrl-C (abortSoaks()). */
+const teardowns = new Set<() => Promise<void>>();
+
+/** Stops every process and removes every temp dir of the soaks running now (on SIGINT/SIGTERM). */
+export async function abortSoaks(): Promise<void> {
+  await Promise.all([...teardowns].map((t) => t().catch(() => {})));
+}
+
 export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const { seconds, seed } = opts;
   const nHubs = opts.hubs ?? 3;
@@ -70,6 +78,19 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   let reference: Proc | undefined;
   let writer: Writer | undefined;
   let ending = false;
+
+  let tornDown: Promise<void> | undefined;
+  const teardown = () => (tornDown ??= (async () => {
+    ending = true;
+    writer?.abort();
+    writer?.close();
+    await Promise.all([...procs.map(async (p) => { p.cont(); await p.kill(); }), reference?.kill()]);
+    for (const p of proxies) await p.close().catch(() => {});
+    await etcd?.stop().catch(() => {});
+    rmSync(tempDir, { recursive: true, force: true });
+    liveDirs.delete(tempDir);
+  })());
+  teardowns.add(teardown);
 
   const onUnexpectedExit = (name: string, detail: string) => {
     findings.add('crash', name, detail);
@@ -382,13 +403,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       + `faults ${total}: ${faultList} — replay: npm run soak -- --seconds ${seconds} --seed ${seed}${opts.kinds ? ` --faults ${opts.kinds.join(',') || 'none'}` : ''}`;
     return { ok, findings: findings.lines(), verdict, faults };
   } finally {
-    ending = true;
-    writer?.abort();
-    writer?.close();
-    await Promise.all([...procs.map(async (p) => { p.cont(); await p.kill(); }), reference?.kill()]);
-    for (const p of proxies) await p.close().catch(() => {});
-    await etcd?.stop().catch(() => {});
-    rmSync(tempDir, { recursive: true, force: true });
-    liveDirs.delete(tempDir);
+    teardowns.delete(teardown);
+    await teardown();
   }
 }

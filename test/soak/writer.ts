@@ -64,9 +64,14 @@ export class Writer {
 
   /** Writes operations until `running()` turns false; an operation in flight is settled first. */
   async run(running: () => boolean): Promise<void> {
-    while (running()) {
+    while (running() && !this.aborted) {
       const op = nextOp(this.lastId + 1, this.history.state, this.rng);
-      await this.commit(op);
+      try {
+        await this.commit(op);
+      } catch (error) {
+        if (this.aborted) return; // the soak is being torn down
+        throw error;
+      }
       // Pacing: mostly 20–70 ms apart, sometimes a burst.
       if (!this.pace.bool(0.15)) await new Promise((r) => setTimeout(r, this.pace.int(20, 70)));
     }
