@@ -160,6 +160,20 @@ test('refuse() keeps listening but resets new connections; open ones keep workin
   fresh.socket.destroy();
 });
 
+test('drop() destroys the open connections and keeps listening', async (t) => {
+  const server = await echo(t);
+  const proxy = await proxyTo(t, server.port);
+  const a = await connect(proxy.port);
+  await proxy.waitForConnections(1);
+  t.is(proxy.drop(), 1);
+  await a.closed;
+  t.true(proxy.listening);
+  const b = await connect(proxy.port);
+  b.socket.write('again');
+  t.is((await b.waitForBytes(5)).toString(), 'again');
+  b.socket.destroy();
+});
+
 test('delay() adds latency per chunk in both directions', async (t) => {
   const server = await echo(t);
   const proxy = await proxyTo(t, server.port);

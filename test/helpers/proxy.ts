@@ -5,6 +5,7 @@
 //   restore()    undo cut() and refuse()
 //   delay(ms)    added latency per chunk, both directions (order kept)
 //   throttle(r)  at most r bytes/s per direction per connection (0 = unlimited)
+//   drop()       destroy the open connections, keep listening (the client reconnects at once)
 //   cutAfter(n)  let n bytes through, then destroy the connection(s) — e.g. break an etcd watch
 //                stream right after it is re-created, in the middle of its backlog
 //   heal()       restore() + no delay, no throttle, no pending budget
@@ -76,6 +77,8 @@ export interface FaultProxy extends CuttableProxy {
   /** 'connection' (ConnectionInfo), 'refused', 'budget-exhausted' (BudgetResult), 'cut'. */
   readonly events: EventEmitter;
   refuse(): void;
+  /** Destroys every open connection but keeps listening; returns how many were dropped. */
+  drop(): number;
   delay(ms: number): void;
   throttle(bytesPerSecond: number): void;
   cutAfter(bytes: number, opts?: BudgetOptions): Budget;
@@ -382,6 +385,12 @@ class Proxy implements FaultProxy {
 
   refuse(): void {
     this.refusingNew = true;
+  }
+
+  drop(): number {
+    const open = [...this.conns];
+    for (const conn of open) conn.destroy();
+    return open.length;
   }
 
   async restore(): Promise<void> {

@@ -1,0 +1,117 @@
+// Hubs and agents the soak can SIGKILL, SIGTERM, SIGSTOP/SIGCONT and restart, each restart a
+// new "incarnation". An exit the soak did not ask for is reported.
+import { httpGet, startAgent, startHub, type Proc } from '../helpers/procs.js';
+
+export type ProcState = 'up' | 'stopped' | 'down';
+export type EndedBy = 'kill' | 'term';
+
+export class ManagedProc {
+  proc: Proc | undefined;
+  state: ProcState = 'down';
+  /** 1 for the first start, +1 per restart. */
+  incarnation = 0;
+  /** How the previous incarnation ended. */
+  lastEndedBy: EndedBy | undefined;
+  /** endings[i]: how incarnation i ended (a crash counts as a kill). */
+  private readonly endings: EndedBy[] = [];
+  /** True while the soak is stopping or killing it: its exit is expected. */
+  private exiting = false;
+  /** The exit of the current incarnation, when it happened. */
+  private exitInfo: string | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly kind: 'hub' | 'agent',
+    readonly port: number,
+    readonly args: string[],
+    private readonly onUnexpectedExit: (name: string, detail: string) => void,
+  ) {}
+
+  start(): void {
+    if (this.state !== 'down') throw new Error(`${this.name} is ${this.state}, not down`);
+    const proc = this.kind === 'hub' ? startHub(this.args) : startAgent(this.args);
+    this.proc = proc;
+    this.incarnation++;
+    this.exiting = false;
+    this.exitInfo = undefined;
+    this.state = 'up';
+    const incarnation = this.incarnation;
+    proc.proc.once('exit', (code, signal) => {
+      this.exitInfo = signal ? `signal ${signal}` : `code ${code}`;
+      if (this.incarnation !== incarnation) return;
+      const expected = this.exiting;
+      this.state = 'down';
+      if (!expected) this.lastEndedBy = 'kill';
+      this.endings[incarnation] = this.lastEndedBy ?? 'kill';
+      if (!expected) this.onUnexpectedExit(this.name, `${this.name} (incarnation ${incarnation}) exited by itself (${this.exitInfo}); last output:\n${tail(proc.output())}`);
+    });
+  }
+
+  /** True from the moment the soak signals it to exit until it has restarted. */
+  get leaving(): boolean {
+    return this.exiting;
+  }
+
+  /** True when one of the incarnations from..to-1 ended without a chance to save its state. */
+  killedBetween(from: number, to: number): boolean {
+    for (let i = Math.max(1, from); i < to; i++) if (this.endings[i] !== 'term') return true;
+    return false;
+  }
+
+  /** SIGKILL and wait for the exit. */
+  async kill(): Promise<void> {
+    if (this.state === 'down' || !this.proc) return;
+    this.exiting = true;
+    this.lastEndedBy = 'kill';
+    await this.proc.kill();
+    this.state = 'down';
+  }
+
+  /** SIGTERM and wait for the exit; returns a problem description when it was not clean. */
+  async term(timeoutMs = 10_000): Promise<string | undefined> {
+    if (this.state === 'down' || !this.proc) return undefined;
+    if (this.state === 'stopped') this.cont();
+    this.exiting = true;
+    this.lastEndedBy = 'term';
+    const proc = this.proc;
+    try {
+      const code = await proc.stop('SIGTERM', timeoutMs);
+      this.state = 'down';
+      return code === 0 ? undefined : `${this.name} exited with ${this.exitInfo ?? `code ${code}`} on SIGTERM; last output:\n${tail(proc.output())}`;
+    } catch (error) {
+      this.state = 'down';
+      this.lastEndedBy = 'kill';
+      return `${this.name}: ${(error as Error).message.split('\n')[0]} (SIGKILLed)`;
+    }
+  }
+
+  stop(): void {
+    if (this.state !== 'up' || !this.proc) return;
+    this.proc.proc.kill('SIGSTOP');
+    this.state = 'stopped';
+  }
+
+  cont(): void {
+    if (this.state !== 'stopped' || !this.proc) return;
+    this.proc.proc.kill('SIGCONT');
+    this.state = 'up';
+  }
+
+  /** SIGCONT if stopped, start if down. */
+  ensureUp(): void {
+    if (this.state === 'stopped') this.cont();
+    else if (this.state === 'down') this.start();
+  }
+
+  output(): string {
+    return this.proc ? tail(this.proc.output()) : '';
+  }
+}
+
+export function tail(text: string, lines = 12): string {
+  return text.trimEnd().split('\n').slice(-lines).map((l) => `    | ${l.slice(0, 400)}`).join('\n');
+}
+
+export async function hubHealthy(port: number): Promise<boolean> {
+  try { return (await httpGet(`http://127.0.0.1:${port}/healthz`, { timeoutMs: 1000 })).status === 200; } catch { return false; }
+}
