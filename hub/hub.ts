@@ -81,7 +81,7 @@ export async function startHub(opts: HubOptions, log: Logger): Promise<Hub> {
     probeIntervalMs: opts.storeProbeIntervalMs,
   });
   server.probeStore = () => sync.probe();
-  server.listPresent = (why) => sync.listPresent(why);
+  server.listPresent = (why, stillNeeded) => sync.listPresent(why, stillNeeded);
   server.isCurrent = () => sync.current;
   sync.onCurrent = () => server.notifyCurrent();
   const ready = sync.start();

@@ -112,7 +112,7 @@ export class HubServer {
    */
   probeStore?: () => Promise<{ revision: number }>;
   /** Asks the sync for a list of the present (coalesced, rate-limited there). */
-  listPresent?: (why: string) => void;
+  listPresent?: (why: string, stillNeeded: () => boolean) => void;
   /** Whether the hub's state is a list of the present (not still replaying history). */
   isCurrent: () => boolean = () => true;
 
@@ -347,7 +347,7 @@ export class HubServer {
           late = true;
         }
       }
-      if (late) this.listPresent?.('an agent is ahead of us');
+      if (late) this.listPresent?.('an agent is ahead of us', () => this.anyWaitingAhead());
     }, () => { /* the wait timeout sends them elsewhere */ }).finally(() => {
       this.aheadCheckRunning = false;
       for (const ws of this.waiting) {
@@ -355,6 +355,11 @@ export class HubServer {
         if (conn.helloSeq > judgedUpTo && conn.rev > this.state.revision) { this.checkAhead(); break; }
       }
     });
+  }
+
+  private anyWaitingAhead(): boolean {
+    for (const ws of this.waiting) if (ws.getUserData().rev > this.state.revision) return true;
+    return false;
   }
 
   private startCatchup(ws: uWS.WebSocket<AgentConn>, reset = false): void {

@@ -14,6 +14,9 @@ export interface HubStateOptions {
   snapshotChunkBytes?: number;
 }
 
+/** Gaps kept at most (relists within the history's span); a few per etcd outage. */
+const MAX_GAPS = 64;
+
 export interface StateListener {
   /** A new delta; `frame` is the encoded DeltaFrame. */
   onDelta(frame: Buffer, prev: number, rev: number): void;
@@ -117,7 +120,7 @@ export class HubState {
       this.lastChangeRev = revision;
       this.loaded = true;
       this.snapshotCache = undefined;
-    this.resetSnapshotCache = undefined;
+      this.resetSnapshotCache = undefined;
       this.listener?.onProgress(revision, this.stale);
       return;
     }
@@ -132,7 +135,37 @@ export class HubState {
       if (puts.length || dels.length) this.reset(revision, next, this.epoch);
       return;
     }
+    const before = this.revision;
     this.commit(revision, puts, dels);
+    // The list jumped from `before` to `revision` without seeing what happened in between: an
+    // agent at a revision inside that span (it came from a hub that saw it) may hold keys
+    // created and deleted in it, which the difference published now does not mention.
+    this.noteGap(before, revision);
+  }
+
+  /**
+   * Revisions the hub never saw, as open intervals (lo, hi): the state at such a revision is
+   * unknown here, so an agent at one needs a snapshot, never deltas (framesAfter).
+   * Invariant: only gaps above the history's oldest revision are kept (older agents need a
+   * snapshot anyway), at most MAX_GAPS of them (beyond, the history is dropped).
+   */
+  private gaps: Array<[number, number]> = [];
+
+  private noteGap(lo: number, hi: number): void {
+    if (hi <= lo + 1) return;
+    const oldest = this.history.oldestPrev ?? this.lastChangeRev;
+    this.gaps = this.gaps.filter(([, h]) => h > oldest);
+    this.gaps.push([lo, hi]);
+    if (this.gaps.length > MAX_GAPS) {
+      this.history.clear();
+      this.gaps = [];
+    }
+  }
+
+  /** Whether the state at `rev` is unknown to this hub (see gaps). */
+  private inGap(rev: number): boolean {
+    for (const [lo, hi] of this.gaps) if (lo < rev && rev < hi) return true;
+    return false;
   }
 
   /**
@@ -140,6 +173,7 @@ export class HubState {
    * already, null when the history does not reach back that far (it needs a snapshot).
    */
   framesAfter(rev: number): HistoryEntry[] | null {
+    if (this.gaps.length > 0 && this.inGap(rev)) return null;
     if (rev >= this.lastChangeRev) return [];
     if (this.history.newestRev !== this.lastChangeRev) return null;
     return this.history.framesAfter(rev);
@@ -218,6 +252,7 @@ export class HubState {
     this.revision = rev;
     this.lastChangeRev = rev;
     this.history.clear();
+    this.gaps = [];
     this.snapshotCache = undefined;
     this.resetSnapshotCache = undefined;
     this.listener?.onProgress(rev, this.stale);

@@ -34,6 +34,13 @@ export const SYNC_DEFAULTS = {
   minListIntervalMs: 5000,
 };
 
+/** A replay that has not moved for REPLAY_QUIET_CHECKS × REPLAY_CHECK_MS is over. */
+const REPLAY_CHECK_MS = 100;
+const REPLAY_QUIET_CHECKS = 3;
+
+/** How long an agent ahead of us waits for our watch before we list (see listPresent). */
+const AHEAD_LIST_GRACE_MS = 1000;
+
 export interface Probe {
   revision: number;
   clusterId: string;
@@ -91,6 +98,7 @@ export class StoreSync {
     clearTimeout(this.retryTimer);
     clearTimeout(this.probeTimer);
     clearTimeout(this.presentTimer);
+    clearTimeout(this.replayTimer);
     await this.watch?.cancel();
     await this.store.close();
   }
@@ -128,6 +136,7 @@ export class StoreSync {
       const at = Math.max(1, current - this.prefillRevisions);
       if (at >= current) return null;
       const listed = await this.store.list(this.prefix, at);
+      this.prefillTarget = current;
       this.log.info({ from: at, to: current }, 'replaying store history to fill the delta history');
       return listed;
     } catch (err) {
@@ -180,12 +189,39 @@ export class StoreSync {
     });
     this.state.setStale(false);
     if (prefill === null) this.becomeCurrent();
-    else {
-      // The watch now replays history into the delta history; meanwhile a list of the present
-      // makes the hub current (its difference is published as one more delta, and replayed
-      // revisions at or below it are skipped).
-      this.listPresent('prefill replayed: listing the present');
-    }
+    else this.awaitReplay();
+  }
+
+  /** The store's revision when the prefill list was taken: the replay is done once there. */
+  private prefillTarget = 0;
+  private replayTimer?: NodeJS.Timeout;
+
+  /**
+   * The watch now replays history into the delta history. Once it has reached the revision the
+   * store had at the start, the hub is current. When the last changes under the prefix were
+   * older than that, the replay stops short of it: once it has been quiet for a moment, a list
+   * of the present finishes the job — its difference is then usually empty, so no revision
+   * span goes unseen (a non-empty one is a gap; agents inside it get a snapshot).
+   */
+  private awaitReplay(): void {
+    let last = -1;
+    let quietChecks = 0;
+    const check = () => {
+      if (this.stopped || this.current) return;
+      if (this.state.revision >= this.prefillTarget) {
+        this.log.info({ revision: this.state.revision }, 'store history replayed; serving agents');
+        this.becomeCurrent();
+        return;
+      }
+      quietChecks = this.state.revision === last ? quietChecks + 1 : 0;
+      last = this.state.revision;
+      if (quietChecks >= REPLAY_QUIET_CHECKS) {
+        this.listPresent('store history replayed up to the last change: listing the present');
+        return;
+      }
+      this.replayTimer = setTimeout(check, REPLAY_CHECK_MS);
+    };
+    check();
   }
 
   private becomeCurrent(): void {
@@ -206,11 +242,17 @@ export class StoreSync {
    * we are behind. Coalesced and rate-limited: agents never drive more than one list per
    * minListIntervalMs.
    */
-  listPresent(why: string): void {
+  listPresent(why: string, stillNeeded: () => boolean = () => true): void {
     if (this.listingPresent || this.stopped || !this.state.loaded) return;
     this.listingPresent = true;
-    const wait = this.current ? Math.max(0, this.lastPresentListAt + this.minListIntervalMs - Date.now()) : 0;
-    this.presentTimer = setTimeout(() => void this.runPresentList(why), wait);
+    // A hub behind an agent is usually just a moment behind: give the watch that moment (its
+    // deltas then reach the agent, where a list's jump would cost it a snapshot).
+    const wait = this.current ? Math.max(AHEAD_LIST_GRACE_MS, this.lastPresentListAt + this.minListIntervalMs - Date.now()) : 0;
+    this.presentTimer = setTimeout(() => {
+      // The watch may have brought us up in the meantime: then there is nothing to list for.
+      if (this.current && !stillNeeded()) { this.listingPresent = false; return; }
+      void this.runPresentList(why);
+    }, wait);
   }
 
   private async runPresentList(why: string): Promise<void> {

@@ -83,3 +83,20 @@ test('catch-up: deltas when the history reaches back, a snapshot otherwise, and 
   t.is(snapshots, 2);
   t.is(slow.next(), null);
 });
+
+test('a re-list that jumped over revisions it never saw: agents inside the jump get a snapshot, agents before it the difference', (t) => {
+  const state = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 100, historyMaxBytes: 1 << 20 });
+  state.replaceAll(10, [['/lain/config/a', '1']]);
+  state.apply({ revision: 12, puts: [['/lain/config/b', '2']], dels: [] });
+  // Revisions 13..19 happened while the watch was lost (e.g. /lain/config/c created at 14 and
+  // deleted at 18): an agent at 15 that saw them on another hub holds c.
+  state.replaceAll(20, [['/lain/config/a', '1'], ['/lain/config/b', '3']]);
+  t.is(state.framesAfter(15), null, 'inside the jump: state unknown here, snapshot');
+  t.is(state.framesAfter(19), null);
+  t.is(state.framesAfter(12)!.length, 1, 'at the hub\'s revision before the list: the difference applies');
+  t.is(state.framesAfter(10)!.length, 2);
+  t.deepEqual(state.framesAfter(20), []);
+  state.apply({ revision: 21, puts: [['/lain/config/d', '4']], dels: [] });
+  t.is(state.framesAfter(20)!.length, 1, 'after the jump: deltas again');
+  t.is(state.framesAfter(16), null);
+});
