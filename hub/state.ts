@@ -124,23 +124,23 @@ export class HubState {
       this.listener?.onProgress(revision, this.stale);
       return;
     }
+    if (revision <= this.revision) {
+      // The list is not newer than what we hold: the watch, running while the list was in
+      // flight, has applied later revisions already. Nothing to tell. (A list that is older
+      // because the store's history went back is a reset, which StoreSync detects by
+      // comparing with the revision we had before the list was sent, and calls reset() for.)
+      return;
+    }
     const puts: Array<[string, string]> = [];
     const dels: string[] = [];
     for (const [k, v] of next) if (this.entries.get(k) !== v) puts.push([k, v]);
     for (const k of this.entries.keys()) if (!next.has(k)) dels.push(k);
-    if (revision <= this.revision) {
-      // Same or older revision: nothing newer to tell — unless the contents differ, which
-      // only happens when the store's history is not ours any more (etcd restored from a
-      // backup): that is a reset. (StoreSync detects a lower revision before it gets here.)
-      if (puts.length || dels.length) this.reset(revision, next, this.epoch);
-      return;
-    }
-    const before = this.revision;
+    // The list jumped from our revision to `revision` without seeing what happened in between:
+    // an agent at a revision inside that span (it came from a hub that saw it) may hold keys
+    // created and deleted in it, which the difference published now does not mention. Noted
+    // before the commit: its listeners start catch-ups at once.
+    this.noteGap(this.revision, revision);
     this.commit(revision, puts, dels);
-    // The list jumped from `before` to `revision` without seeing what happened in between: an
-    // agent at a revision inside that span (it came from a hub that saw it) may hold keys
-    // created and deleted in it, which the difference published now does not mention.
-    this.noteGap(before, revision);
   }
 
   /**

@@ -100,3 +100,12 @@ test('a re-list that jumped over revisions it never saw: agents inside the jump 
   t.is(state.framesAfter(20)!.length, 1, 'after the jump: deltas again');
   t.is(state.framesAfter(16), null);
 });
+
+test('the gap of a re-list is known before its difference is published (listeners start catch-ups from it)', (t) => {
+  const state = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 100, historyMaxBytes: 1 << 20 });
+  state.replaceAll(10, [['/lain/config/a', '1']]);
+  let seenByListener: unknown = 'not called';
+  state.setListener({ onDelta: () => { seenByListener = state.framesAfter(15); }, onProgress: () => {}, onReset: () => {} });
+  state.replaceAll(20, [['/lain/config/a', '2']]);
+  t.is(seenByListener, null, 'an agent at 15 asking while the difference is published gets a snapshot');
+});

@@ -1,6 +1,11 @@
 // Hubs and agents the soak can SIGKILL, SIGTERM, SIGSTOP/SIGCONT and restart, each restart a
 // new "incarnation". An exit the soak did not ask for is reported.
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { httpGet, startAgent, startHub, type Proc } from '../helpers/procs.js';
+
+/** LAINLET_SOAK_LOGS=DIR keeps every hub's and agent's whole output there, one file each. */
+const LOG_DIR = process.env.LAINLET_SOAK_LOGS;
 
 export type ProcState = 'up' | 'stopped' | 'down';
 export type EndedBy = 'kill' | 'term';
@@ -36,6 +41,12 @@ export class ManagedProc {
     this.exitInfo = undefined;
     this.state = 'up';
     const incarnation = this.incarnation;
+    if (LOG_DIR) {
+      const file = join(LOG_DIR, `${this.name}.log`);
+      const keep = (chunk: Buffer) => appendFileSync(file, chunk);
+      proc.proc.stdout?.on('data', keep);
+      proc.proc.stderr?.on('data', keep);
+    }
     proc.proc.once('exit', (code, signal) => {
       this.exitInfo = signal ? `signal ${signal}` : `code ${code}`;
       if (this.incarnation !== incarnation) return;
