@@ -109,3 +109,17 @@ test('the gap of a re-list is known before its difference is published (listener
   state.replaceAll(20, [['/lain/config/a', '2']]);
   t.is(seenByListener, null, 'an agent at 15 asking while the difference is published gets a snapshot');
 });
+
+test('a list older than the state (the watch moved on while it was in flight) changes nothing: no delta, no reset', (t) => {
+  const state = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 100, historyMaxBytes: 1 << 20 });
+  const seen: string[] = [];
+  state.setListener({ onDelta: () => seen.push('delta'), onProgress: () => {}, onReset: () => seen.push('reset') });
+  state.replaceAll(10, [['/lain/config/a', '1']]);
+  state.apply({ revision: 20, puts: [['/lain/config/a', '2']], dels: [] });
+  seen.length = 0;
+  state.replaceAll(15, [['/lain/config/a', '1.5']]);
+  t.deepEqual(seen, []);
+  t.is(state.revision, 20);
+  t.is(state.entries.get('/lain/config/a'), '2');
+  t.is(state.framesAfter(10)!.length, 1, 'history kept');
+});
