@@ -1,5 +1,6 @@
 // HubState: the hub's revisioned state, its deltas and what an agent at a revision is sent.
 import test from 'ava';
+import { CatchUp as CatchUpClass } from '../hub/catchup.js';
 import { HubState } from '../hub/state.js';
 import { decodeFrame, keyRangeFilter, type DeltaFrame } from '../shared/protocol.js';
 
@@ -8,7 +9,7 @@ const PG = '/lain/deployd/pod_groups/';
 function loadedState(kvs: Record<string, string>, rev = 10) {
   const state = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 100, historyMaxBytes: 1 << 20 });
   const deltas: DeltaFrame[] = [];
-  state.setListener({ onDelta: (frame) => deltas.push(decodeFrame(frame) as DeltaFrame), onProgress: () => {} });
+  state.setListener({ onDelta: (frame) => deltas.push(decodeFrame(frame) as DeltaFrame), onProgress: () => {}, onReset: () => {} });
   state.replaceAll(rev, Object.entries(kvs));
   return { state, deltas };
 }
@@ -60,28 +61,28 @@ test('snapshot frames are encoded once per revision and shared', (t) => {
 test('catch-up: deltas when the history reaches back, a snapshot otherwise, and a snapshot after all if the history moves past a slow agent', async (t) => {
   const { CatchUp } = await import('../hub/catchup.js');
   const state = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 2, historyMaxBytes: 1 << 20 });
-  state.setListener({ onDelta: () => {}, onProgress: () => {} });
+  state.setListener({ onDelta: () => {}, onProgress: () => {}, onReset: () => {} });
   state.replaceAll(10, [['/lain/config/a', '0']]);
   state.apply({ revision: 11, puts: [['/lain/config/a', '1']], dels: [] });
   let snapshots = 0;
   const resuming = new CatchUp(state, 10, () => snapshots++);
   t.false(resuming.needsSnapshot);
-  t.is(resuming.next()!.length, 1);
-  t.is(resuming.next(), null, 'current: go live');
+  t.is(resuming.next(Infinity)!.length, 1);
+  t.is(resuming.next(Infinity), null, 'current: go live');
   t.is(snapshots, 0);
 
   const fresh = new CatchUp(state, 0, () => snapshots++);
   t.true(fresh.needsSnapshot);
   t.is(snapshots, 1);
-  t.is(decodeFrame(fresh.next()![0]!).t, 'snap');
-  t.is(fresh.next(), null);
+  t.is(decodeFrame(fresh.next(Infinity)![0]!).t, 'snap');
+  t.is(fresh.next(Infinity), null);
 
   const slow = new CatchUp(state, 10, () => snapshots++);
   for (let r = 12; r <= 15; r++) state.apply({ revision: r, puts: [['/lain/config/a', String(r)]], dels: [] });
-  const frames = slow.next()!;
+  const frames = slow.next(Infinity)!;
   t.is(decodeFrame(frames[0]!).t, 'snap', 'the history no longer reaches revision 10');
   t.is(snapshots, 2);
-  t.is(slow.next(), null);
+  t.is(slow.next(Infinity), null);
 });
 
 test('a re-list that jumped over revisions it never saw: agents inside the jump get a snapshot, agents before it the difference', (t) => {
@@ -122,4 +123,18 @@ test('a list older than the state (the watch moved on while it was in flight) ch
   t.is(state.revision, 20);
   t.is(state.entries.get('/lain/config/a'), '2');
   t.is(state.framesAfter(10)!.length, 1, 'history kept');
+});
+
+test('catch-up hands out history in batches under the byte budget, at least one frame each', (t) => {
+  const CatchUp = CatchUpClass;
+  const state = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 100, historyMaxBytes: 1 << 20 });
+  state.replaceAll(10, [['/lain/config/a', '0']]);
+  for (let r = 11; r <= 20; r++) state.apply({ revision: r, puts: [['/lain/config/a', 'x'.repeat(1000) + r]], dels: [] });
+  const frameBytes = state.framesAfter(19)![0]!.frame.length;
+  const catchUp = new CatchUp(state, 10, () => t.fail('no snapshot'));
+  const batches: number[] = [];
+  for (let b = catchUp.next(frameBytes * 3); b !== null; b = catchUp.next(frameBytes * 3)) batches.push(b.length);
+  t.deepEqual(batches, [3, 3, 3, 1]);
+  const tiny = new CatchUp(state, 10, () => t.fail('no snapshot'));
+  t.is(tiny.next(1)!.length, 1, 'a budget smaller than one frame still sends one');
 });
