@@ -37,7 +37,14 @@ export class Etcd3Store implements Store {
       // A list of /lain/ on a large cluster (1000+ pod groups, ~10 MB) is ONE gRPC message, as
       // is a watch response replaying a big transaction: grpc-js's default 4 MB receive limit
       // would make the hub unable to load such a cluster at all.
-      grpcOptions: { 'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES },
+      grpcOptions: {
+        'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
+        // grpc-js waits up to 120 s between connection attempts once attempts keep failing (a
+        // link that resets new connections, an etcd that is restarting): the hub would stay
+        // stale for minutes after etcd is back. A hub tier is a few clients, not a herd.
+        'grpc.initial_reconnect_backoff_ms': 500,
+        'grpc.max_reconnect_backoff_ms': 5000,
+      },
     });
   }
 
