@@ -108,11 +108,13 @@ export class Etcd3Store implements Store {
         // batches, each with the current revision): only the events say how far we are.
         cursor = Math.max(cursor, changes[changes.length - 1]!.revision);
         handlers.onChanges(changes);
-      } else if (res.header?.revision) {
-        // An event-less response is a progress notification: everything up to it was sent.
-        cursor = Math.max(cursor, Number(res.header.revision));
-        handlers.onProgress(Number(res.header.revision));
       }
+      // An event-less response is a progress notification, which should mean that everything
+      // up to its revision was sent — but etcd 3.4 sent one for a revision whose events this
+      // watch never got (a 600 s soak, seed 11: a watch re-created while etcd recovered from
+      // SIGKILL; the hub then claimed a state without that revision's delete). So it moves
+      // nothing: neither the cursor nor the state. Only events and lists do.
+
     });
     watcher.on('connected', () => {
       if (disconnected) { disconnected = false; handlers.onReconnected(); }
