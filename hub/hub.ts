@@ -66,8 +66,9 @@ export async function startHub(opts: HubOptions, log: Logger): Promise<Hub> {
     host: opts.host,
     port: opts.port,
     maxBackpressure: opts.maxBackpressure,
-    maxTotalBackpressure: opts.maxTotalBackpressure ?? Math.max(HUB_DEFAULTS.maxTotalBackpressure, opts.maxBackpressure * 4),
-    // Three silent progress periods make an agent leave; a wait longer than that gains nothing.
+    maxTotalBackpressure: opts.maxTotalBackpressure,
+    // Agents leave a hub after three silent progress periods; sending a waiting one away before
+    // that lets it try the next hub at once.
     aheadTimeoutMs: opts.aheadTimeoutMs ?? Math.max(10_000, opts.progressIntervalMs * 2),
     maxAgentFrameBytes: 64 * 1024,
     progressIntervalMs: opts.progressIntervalMs,

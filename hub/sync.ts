@@ -17,18 +17,14 @@ export interface StoreSyncOptions {
   prefillRevisions?: number;
   /** How often the store's revision is checked for a reset while all is quiet (ms). */
   probeIntervalMs?: number;
-  /**
-   * The least time between two revision reads, or two lists of the present, that agents cause
-   * (ms): however many agents arrive ahead of us, they never drive more store load than this.
-   */
-  minClientDrivenIntervalMs?: number;
 }
 
 /** Defaults, each with its reason. */
 export const SYNC_DEFAULTS = {
   // A restored etcd is noticed within this long; one tiny range request per hub per period.
   probeIntervalMs: 5000,
-  // 500 hostile clients claiming a revision far ahead cost at most one read per second and one
+  // However many agents arrive ahead of us, they never drive more store load than this: 500
+  // hostile clients claiming a revision far ahead cost at most one read per second and one
   // list every five seconds (a list of a large cluster is ~10 MB).
   minProbeIntervalMs: 1000,
   minListIntervalMs: 5000,
@@ -55,8 +51,6 @@ export class StoreSync {
   private readonly presentBackoff = new Backoff(200, 5000);
   private readonly prefillRevisions: number;
   private readonly probeIntervalMs: number;
-  private readonly minProbeIntervalMs: number;
-  private readonly minListIntervalMs: number;
   /** Counters for metrics and /debug. */
   relists = 0;
   disconnects = 0;
@@ -80,8 +74,6 @@ export class StoreSync {
   ) {
     this.prefillRevisions = opts.prefillRevisions ?? 0;
     this.probeIntervalMs = opts.probeIntervalMs ?? SYNC_DEFAULTS.probeIntervalMs;
-    this.minProbeIntervalMs = opts.minClientDrivenIntervalMs ?? SYNC_DEFAULTS.minProbeIntervalMs;
-    this.minListIntervalMs = Math.max(this.minProbeIntervalMs, opts.minClientDrivenIntervalMs !== undefined ? opts.minClientDrivenIntervalMs * 5 : SYNC_DEFAULTS.minListIntervalMs);
   }
 
   private resolveReady?: () => void;
@@ -245,14 +237,14 @@ export class StoreSync {
    * Lists the present and publishes the difference: after a prefill (retried until it works —
    * until then the hub serves no agent), or because an agent is ahead of us and the store says
    * we are behind. Coalesced and rate-limited: agents never drive more than one list per
-   * minListIntervalMs.
+   * SYNC_DEFAULTS.minListIntervalMs.
    */
   listPresent(why: string, stillNeeded: () => boolean = () => true): void {
     if (this.listingPresent || this.stopped || !this.state.loaded) return;
     this.listingPresent = true;
     // A hub behind an agent is usually just a moment behind: give the watch that moment (its
     // deltas then reach the agent, where a list's jump would cost it a snapshot).
-    const wait = this.current ? Math.max(AHEAD_LIST_GRACE_MS, this.lastPresentListAt + this.minListIntervalMs - Date.now()) : 0;
+    const wait = this.current ? Math.max(AHEAD_LIST_GRACE_MS, this.lastPresentListAt + SYNC_DEFAULTS.minListIntervalMs - Date.now()) : 0;
     this.presentTimer = setTimeout(() => {
       // The watch may have brought us up in the meantime: then there is nothing to list for.
       if (this.current && !stillNeeded()) { this.listingPresent = false; return; }
@@ -309,7 +301,7 @@ export class StoreSync {
   /**
    * Reads the store's current revision with a request sent after this call (never an answer
    * from before: a caller compares it with a revision it has just learnt). Concurrent callers
-   * share one read; reads start at most once per minProbeIntervalMs. A revision lower than one
+   * share one read; reads start at most once per SYNC_DEFAULTS.minProbeIntervalMs. A revision lower than one
    * the state had before the read was sent, or another cluster id, means the store's history
    * was reset: the state is reset from a fresh list.
    */
@@ -320,7 +312,7 @@ export class StoreSync {
       this.probeQueued = after.catch(() => undefined).then(() => { this.probeQueued = undefined; return this.probe(); });
       return this.probeQueued;
     }
-    const wait = Math.max(0, this.lastProbeStartedAt + this.minProbeIntervalMs - Date.now());
+    const wait = Math.max(0, this.lastProbeStartedAt + SYNC_DEFAULTS.minProbeIntervalMs - Date.now());
     const run = async (): Promise<Probe> => {
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       this.lastProbeStartedAt = Date.now();
