@@ -71,7 +71,7 @@ export class HubClient {
 
   private connect(): void {
     if (this.stopped) return;
-    const url = this.opts.hubs[this.hubIndex]!;
+    const url = this.opts.hubs[this.hubIndex];
     this.status.hub = url;
     const headers: Record<string, string> = {};
     if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;

@@ -55,7 +55,7 @@ const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r
  * closeAllConnections), detached from the socket. _http_common is the undocumented module node's
  * http client and server share; freeParser(parser, req, socket) has not changed since node 0.x.
  */
-const { freeParser } = createRequire(import.meta.url)('_http_common') as { freeParser(parser: object, req: null, socket: Socket): void };
+const { freeParser } = createRequire(import.meta.url)('_http_common') as { freeParser: (parser: object, req: null, socket: Socket) => void };
 /** The socket events node:http listens to on every connection (connectionListenerInternal, ServerResponse.assignSocket). */
 const HTTP_SOCKET_EVENTS = ['data', 'end', 'close', 'drain', 'error', 'timeout', 'pause', 'resume'] as const;
 /** What net.Socket listens to on itself (its 'end' handler): left in place when node:http's listeners go. */
@@ -89,7 +89,7 @@ export function heartbeatSeconds(value: string): number {
   // A "-" can only give an error or a value ≤ 0: no heartbeat either way.
   const m = /^\+?0*(\d*)$/.exec(value);
   if (!m || !/\d/.test(value)) return 0;
-  const digits = m[1]!;
+  const digits = m[1];
   if (digits.length > INT64_MAX.length || (digits.length === INT64_MAX.length && digits > INT64_MAX)) return 0;
   return Number(digits);
 }
@@ -205,7 +205,7 @@ export class AgentHttp {
     let counted = true;
     const done = () => { if (counted) { counted = false; this.inFlight--; } };
     res.once('close', done);
-    if (!res.socket) this.countQueued(req.socket as Connection, res, done);
+    if (!res.socket) this.countQueued(req.socket, res, done);
 
     const method = req.method ?? 'GET';
     if (!this.isKnown(path)) {
@@ -310,6 +310,7 @@ export class AgentHttp {
    */
   private afterEarlierAnswers(res: http.ServerResponse, then: (socket: Socket) => void): void {
     const run = () => setImmediate(() => {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- it widens Socket to see node's _httpMessage
       const socket = res.socket as Connection | null;
       if (!socket || socket.destroyed) return;
       if (socket._httpMessage === res) res.detachSocket(socket);

@@ -26,7 +26,7 @@ export class AgentMetrics {
 
   readonly request = (path: string, status: number): void => {
     let byStatus = this.requests.get(path);
-    if (!byStatus) this.requests.set(path, (byStatus = new Map()));
+    if (!byStatus) this.requests.set(path, (byStatus = new Map<number, number>()));
     byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   };
 

@@ -108,7 +108,7 @@ export const agentGet: Measurement = {
         for (const base of bases) await runWrk(wrk, base + r.url, { threads: 1, connections: CONNECTIONS, seconds: 1 });
         const got: Array<WrkResult | undefined> = [undefined, undefined, undefined];
         for (let round = 0; round < rounds; round++) {
-          for (let i = 0; i < bases.length; i++) got[i] = best(got[i], await runWrk(wrk, bases[i]! + r.url, { threads: 1, connections: CONNECTIONS, seconds }));
+          for (let i = 0; i < bases.length; i++) got[i] = best(got[i], await runWrk(wrk, bases[i] + r.url, { threads: 1, connections: CONNECTIONS, seconds }));
         }
         const [a, n, u] = got as [WrkResult, WrkResult, WrkResult];
         ctx.log(`  ${r.url} (${fmtBytes(r.bytes)}): agent ${a.requestsPerSec.toFixed(0)}/s, node:http ${n.requestsPerSec.toFixed(0)}/s, uWS ${u.requestsPerSec.toFixed(0)}/s → ${(a.requestsPerSec / n.requestsPerSec).toFixed(2)} of node:http`);
@@ -170,7 +170,7 @@ function report(ctx: BenchContext, d: AgentGetData, clusterNote: string, seconds
   });
   // Whether the gap grows with the body (a per-byte cost) or not (a per-request cost): measured, not assumed.
   const bySize = [...d.results].sort((a, b) => a.bytes - b.bytes);
-  const perByte = bySize.length > 1 && ratio(bySize.at(-1)!) < 0.6 * ratio(bySize[0]!);
+  const perByte = bySize.length > 1 && ratio(bySize.at(-1)!) < 0.6 * ratio(bySize[0]);
   const shape = missed.length === 0 ? '' : perByte
     ? ' The ratio falls as the body grows: the agent pays a per-byte cost on every request that the ceilings (a Buffer written as is) do not — e.g. encoding a string body again for each request.'
     : ' The ratio does not fall with body size: the gap is a per-request cost (routing, parameters, auth, metrics, headers) on top of what a bare server does.';

@@ -103,7 +103,7 @@ export async function ramp(ctx: BenchContext, kind: 'small' | 'podgroup', agents
     let seq = 1;
     let frameBytes: Summary | undefined;
     // Warm-up (not recorded): JIT, first sends on fresh sockets.
-    seq += (await writeAtRate(etcd.client, key, rates[0]!, 1000, seq, valueOf)).issued;
+    seq += (await writeAtRate(etcd.client, key, rates[0], 1000, seq, valueOf)).issued;
     await sleep(300);
     for (const rate of rates) {
       await probe.call('reset');
@@ -132,10 +132,10 @@ export async function ramp(ctx: BenchContext, kind: 'small' | 'podgroup', agents
         latency: rep.latency, put: w.put, missing,
         framesPerSec: (c1.frames - c0.frames) / (wall / 1000),
         bytesPerSec: (c1.bytes - c0.bytes) / (wall / 1000),
-        hubCpu: (cpu1[0]!.cpuMs - cpu0[0]!.cpuMs) / wall,
-        loadCpu: (cpu1[1]!.cpuMs - cpu0[1]!.cpuMs) / wall,
-        etcdCpu: (cpu1[2]!.cpuMs - cpu0[2]!.cpuMs) / wall,
-        writerCpu: (cpu1[3]!.cpuMs - cpu0[3]!.cpuMs) / wall,
+        hubCpu: (cpu1[0].cpuMs - cpu0[0].cpuMs) / wall,
+        loadCpu: (cpu1[1].cpuMs - cpu0[1].cpuMs) / wall,
+        etcdCpu: (cpu1[2].cpuMs - cpu0[2].cpuMs) / wall,
+        writerCpu: (cpu1[3].cpuMs - cpu0[3].cpuMs) / wall,
         machineBusy: machineBusy(m0, m1),
         slowDisconnects: slow,
         degraded: reasons.join('; '),
@@ -166,8 +166,8 @@ function limitOf(s: Step): string {
 function sustained(steps: Step[]): Step | undefined {
   let best: Step | undefined;
   for (let i = 0; i < steps.length; i++) {
-    if (steps[i]!.degraded && steps[i + 1]?.degraded) break;
-    if (!steps[i]!.degraded) best = steps[i];
+    if (steps[i].degraded && steps[i + 1]?.degraded) break;
+    if (!steps[i].degraded) best = steps[i];
   }
   return best;
 }
@@ -176,7 +176,7 @@ export const fanout: Measurement = {
   name: 'fanout',
   title: 'hub fan-out capacity',
   async run(ctx: BenchContext): Promise<SectionResult> {
-    const template = readFixture('cluster-small')[PG_KEY]!;
+    const template = readFixture('cluster-small')[PG_KEY];
     const smallRates = ctx.quick ? [100, 250, 500, 1000, 2000] : [100, 250, 500, 1000, 2000, 3000, 4000, 6000];
     const pgRates = ctx.quick ? [10, 25, 50, 100] : [10, 25, 50, 100, 200, 400];
     const runs: Array<{ kind: 'small' | 'podgroup'; agents: number; steps: Step[]; frameBytes: Summary }> = [];

@@ -101,7 +101,7 @@ export const reconnectStorm: Measurement = {
     const sim = startRemote('sim-agents', `${BENCH_LIB}sim-agents.js`, { nodeArgs: ['--max-old-space-size=8192'] });
     const scenarios: Scenario[] = [];
     const fixture = readFixture('cluster-small');
-    const pgTemplate = fixture[PG_KEY]!;
+    const pgTemplate = fixture[PG_KEY];
     let fillerRevisions = 0;
     try {
       await putAll(etcd.client, fixture);
@@ -131,7 +131,7 @@ export const reconnectStorm: Measurement = {
 };
 
 function report(sc: Scenario[], filler: number): SectionResult {
-  const def = sc[0]!;
+  const def = sc[0];
   const md = [
     `${AGENTS} simulated agents (the agent's HubClient with its real backoff and resume, + Cache + Indexes, one process) on one hub process; etcd holds the cluster-small fixture plus ${filler} earlier revisions. The hub is SIGKILLed, stays down for ${def.downMs} ms, and is started again on the same port. Writes: ${def.writesBefore} just before the kill (every agent applies them), ${def.writesWhileDown} while the hub is down, ${def.writesDuringStorm} while the agents come back (50 ms apart); every fifth write is a whole pod group, the rest a config key. Times are from the restart (the new hub process being spawned).`,
     '',

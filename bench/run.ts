@@ -79,7 +79,7 @@ async function main(): Promise<void> {
         const r = await m.run(ctx);
         results.push({ m, r, seconds: (Date.now() - t0) / 1000 });
       } catch (e) {
-        log(`${m.name} FAILED: ${(e as Error).stack ?? e}`);
+        log(`${m.name} FAILED: ${(e as Error).stack ?? String(e)}`);
         results.push({ m, error: (e as Error).stack ?? String(e), seconds: (Date.now() - t0) / 1000 });
       } finally {
         await killAll();
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   lines.push('');
   let n = 1;
   for (const { m, r, error, seconds } of results) {
-    lines.push(`## ${n++}. ${m.title[0]!.toUpperCase()}${m.title.slice(1)}`, '');
+    lines.push(`## ${n++}. ${m.title[0].toUpperCase()}${m.title.slice(1)}`, '');
     if (!r) { lines.push('**Failed:**', '', '```', error ?? '', '```', ''); continue; }
     lines.push(r.markdown, '');
     for (const c of r.charts) {

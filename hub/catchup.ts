@@ -36,7 +36,7 @@ export class CatchUp {
    */
   next(budgetBytes: number): readonly Buffer[] | null {
     if (this.snapshot) {
-      const part = this.snapshot[this.snapshotIndex++]!;
+      const part = this.snapshot[this.snapshotIndex++];
       if (this.snapshotIndex >= this.snapshot.length) this.snapshot = undefined;
       return [part];
     }
@@ -57,8 +57,8 @@ export class CatchUp {
     }
     const out: Buffer[] = [];
     let bytes = 0;
-    while (this.pendingIndex < this.pending.length && (out.length === 0 || bytes + this.pending[this.pendingIndex]!.frame.length <= budgetBytes)) {
-      const entry = this.pending[this.pendingIndex++]!;
+    while (this.pendingIndex < this.pending.length && (out.length === 0 || bytes + this.pending[this.pendingIndex].frame.length <= budgetBytes)) {
+      const entry = this.pending[this.pendingIndex++];
       out.push(entry.frame);
       bytes += entry.frame.length;
       this.rev = entry.rev;

@@ -24,7 +24,7 @@ export class DeltaHistory {
 
   constructor(readonly maxCount: number, readonly maxBytes: number) {
     if (maxCount < 1) throw new Error('history needs room for at least one delta');
-    this.ring = new Array(maxCount);
+    this.ring = new Array<HistoryEntry | undefined>(maxCount);
   }
 
   get length(): number { return this.count; }
@@ -69,7 +69,7 @@ export class DeltaHistory {
   }
 
   clear(): void {
-    this.ring = new Array(this.maxCount);
+    this.ring = new Array<HistoryEntry | undefined>(this.maxCount);
     this.head = 0;
     this.count = 0;
     this.bytes = 0;

@@ -53,7 +53,7 @@ export function parseFlags(argv: string[], specs: FlagSpec[], opts: { args?: boo
   /** A boolean flag given without "=": what follows it is not its value (Go's rule). */
   let bareBool: string | undefined;
   for (; i < argv.length; i++) {
-    const arg = argv[i]!;
+    const arg = argv[i];
     if (arg === '--') { i++; bareBool = undefined; break; }
     if (!arg.startsWith('-') || arg === '-') break;
     bareBool = undefined;
@@ -90,7 +90,7 @@ export function parseFlags(argv: string[], specs: FlagSpec[], opts: { args?: boo
   }
   const rest = argv.slice(i);
   if (opts.args === false && rest.length > 0) {
-    const hint = bareBool !== undefined && BOOL_TEXT[rest[0]!] !== undefined
+    const hint = bareBool !== undefined && BOOL_TEXT[rest[0]] !== undefined
       ? `: a boolean flag takes its value after "=", as in ${d}${bareBool}=${rest[0]}`
       : ': this program takes flags only';
     throw new FlagError(`unexpected argument ${JSON.stringify(rest[0])}${hint}`);
@@ -119,7 +119,7 @@ function checkAuthority(authority: string, what: string, want: string): void {
   if (!m) throw new FlagError(`invalid ${what}: want ${want}`);
   const port = Number(m[2]);
   if (port < 1 || port > 65535) throw new FlagError(`invalid ${what}: port ${m[2]} is not 1-65535`);
-  if (m[1]!.startsWith('[') && isIP(m[1]!.slice(1, -1)) !== 6) throw new FlagError(`invalid ${what}: ${m[1]} is not an IPv6 address`);
+  if (m[1].startsWith('[') && isIP(m[1].slice(1, -1)) !== 6) throw new FlagError(`invalid ${what}: ${m[1]} is not an IPv6 address`);
 }
 
 /**
@@ -132,9 +132,9 @@ export function parseEndpoints(list: string, flag = '-etcd'): string[] {
   return list.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
     const what = `${flag} endpoint ${JSON.stringify(s)}`;
     const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(s);
-    const scheme = m ? m[1]!.toLowerCase() : 'http';
+    const scheme = m ? m[1].toLowerCase() : 'http';
     if (scheme !== 'http' && scheme !== 'https') throw new FlagError(`invalid ${what}: the scheme must be http or https`);
-    const authority = (m ? m[2]! : s).replace(/\/$/, '');
+    const authority = (m ? m[2] : s).replace(/\/$/, '');
     checkAuthority(authority, what, want);
     return `${scheme}://${authority}`;
   });
@@ -146,7 +146,7 @@ export function parseHubAddresses(list: string, flag = '-hub'): string[] {
     const what = `${flag} address ${JSON.stringify(s)}`;
     const m = /^(wss?):\/\/([^/?#]*)([/?#].*)?$/i.exec(s);
     if (!m) throw new FlagError(`invalid ${what}: it must start with ws:// or wss://`);
-    checkAuthority(m[2]!, what, 'ws://host:port or wss://host:port');
+    checkAuthority(m[2], what, 'ws://host:port or wss://host:port');
     return s;
   });
 }

@@ -28,7 +28,7 @@ export function nodeMajorOfAbi(abi: number): number | undefined { return NODE_OF
 export const SUPPORTED_NODE = 'Node.js 20.15 or a later 20.x';
 
 /** Why this runtime's zlib cannot checksum the agent's state file, or undefined if it can. */
-export function crc32Problem(z: { crc32?: unknown } = zlib as { crc32?: unknown }): string | undefined {
+export function crc32Problem(z: { crc32?: unknown } = zlib): string | undefined {
   if (typeof z.crc32 === 'function') return undefined;
   return `this Node.js (${process.version}) has no zlib.crc32, which the agent's state file needs (added in Node.js 20.15): run ${SUPPORTED_NODE}`;
 }

@@ -34,8 +34,8 @@ function refused(t: ExecutionContext, r: Run, program: string, reason: RegExp): 
   t.false(r.started, `${program} started instead of refusing\n${all}`);
   t.is(r.code, 2, all);
   const [first, second] = r.stderr.split('\n');
-  t.regex(first!, new RegExp(`^${program}: `), all);
-  t.regex(first!, reason, all);
+  t.regex(first, new RegExp(`^${program}: `), all);
+  t.regex(first, reason, all);
   t.is(second, `Usage of ${program}:`, all);
   t.notRegex(r.stderr, /^\s+at /m, `no stack trace\n${all}`);
   t.is(r.stdout, '', all);
@@ -120,7 +120,7 @@ test('a token file every user can read is warned about, naming the file and its 
     t.truthy(warning, `${program} warns\n${open.stdout}`);
     t.is(more.length, 0);
     t.like(warning, { file: join(dir, 'token-0644'), mode: '0644' });
-    t.regex(String(warning!.msg), new RegExp(`token file ${join(dir, 'token-0644')} is readable by every user \\(mode 0644\\)`));
+    t.regex(String(warning.msg), new RegExp(`token file ${join(dir, 'token-0644')} is readable by every user \\(mode 0644\\)`));
     const writable = await run(program, [...args, join(dir, 'token-0666')]);
     t.regex(String(tokenWarnings(writable)[0]?.msg), /readable and writable by every user \(mode 0666\)/);
     const group = await run(program, [...args, join(dir, 'token-0640')]);

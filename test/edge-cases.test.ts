@@ -60,17 +60,17 @@ function parseTranscript(file: string): Exchange[] {
   const text = readFileSync(`${SHARED}/golden/transcripts/${file}`, 'utf8');
   return text.split(/\n(?=### )/).filter((s) => s.startsWith('### ')).map((section) => {
     const [title, ...rest] = section.split('\n');
-    const request = /(?:\(from (\S+)\) )?GET (\S+)/.exec(title!)!;
+    const request = /(?:\(from (\S+)\) )?GET (\S+)/.exec(title)!;
     // Header lines end in CRLF as sent (except the elided Date), the annotations in LF.
     const [headers, ...bodyParts] = rest.join('\n').split(/\r?\n\r?\n/);
-    const body = bodyParts.join('\n\n').split(/\n\n(?=# )/)[0]!.replace(/\n+$/, '');
-    const length = /Content-Length: (\d+)/.exec(headers!);
+    const body = bodyParts.join('\n\n').split(/\n\n(?=# )/)[0].replace(/\n+$/, '');
+    const length = /Content-Length: (\d+)/.exec(headers);
     return {
-      title: title!.slice(4),
+      title: title.slice(4),
       from: request[1] ?? NODE_IP,
-      path: request[2]!,
-      status: Number(/^HTTP\/1\.1 (\d+)/.exec(headers!)![1]),
-      contentType: /Content-Type: ([^\r\n]+)/.exec(headers!)?.[1] ?? '',
+      path: request[2],
+      status: Number(/^HTTP\/1\.1 (\d+)/.exec(headers)![1]),
+      contentType: /Content-Type: ([^\r\n]+)/.exec(headers)?.[1] ?? '',
       body,
       complete: length ? Number(length[1]) === Buffer.byteLength(body) : isJson(body),
     };
@@ -214,15 +214,15 @@ test('§11.4: procwatcher reports a pod without containers as having no IP', (t)
   const answer = ask(full.endpoints, '/v2/procwatcher?appname=pending');
   t.is(answer.status, 200);
   const [group] = JSON.parse(answer.body) as Array<{ proc: unknown[] }>;
-  t.deepEqual(group!.proc[1], { InstanceNo: 2, IP: '', Port: 0, ProcName: '' });
-  t.deepEqual(group!.proc[0], { InstanceNo: 1, IP: '172.20.1.1', Port: 8080, ProcName: 'web' });
+  t.deepEqual(group.proc[1], { InstanceNo: 2, IP: '', Port: 0, ProcName: '' });
+  t.deepEqual(group.proc[0], { InstanceNo: 1, IP: '172.20.1.1', Port: 8080, ProcName: 'web' });
 });
 
 test('§11.4: streamprocs gives a pod without containers no host and counts it dead', (t) => {
   const answer = ask(full.endpoints, '/v2/streamrouter/streamprocs?appname=stream-pending');
   t.is(answer.status, 200);
-  const procs = (JSON.parse(answer.body) as Record<string, Array<{ Upstreams: unknown[] }>>)['stream-pending']!;
-  t.deepEqual(procs[0]!.Upstreams, [{ Host: '172.20.1.51', InstanceNo: 1 }, { Host: '', InstanceNo: 2 }]);
+  const procs = (JSON.parse(answer.body) as Record<string, Array<{ Upstreams: unknown[] }>>)['stream-pending'];
+  t.deepEqual(procs[0].Upstreams, [{ Host: '172.20.1.51', InstanceNo: 1 }, { Host: '', InstanceNo: 2 }]);
 
   // All apps: 4 of 5 stream pods have an IP, so it answers; the other apps read as recorded.
   const all = ask(full.endpoints, '/v2/streamrouter/streamprocs');
@@ -260,7 +260,7 @@ test('§5: a portal container fronting two services may read both, and no client
   const { indexes, endpoints } = state(false);
   const redisPortal = '/lain/deployd/depends/pods/redis-service.portal.portal-redis';
   // A second portal key listing the same portal containers: 172.20.0.32 now fronts two services.
-  indexes.apply({ puts: [['/lain/deployd/depends/pods/webrouter.portal.portal-x', cluster.kvs[redisPortal]!]], dels: [] });
+  indexes.apply({ puts: [['/lain/deployd/depends/pods/webrouter.portal.portal-x', cluster.kvs[redisPortal]]], dels: [] });
   t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), ['redis-service', 'webrouter']);
   t.deepEqual(ask(endpoints, '/appname?ip=172.20.0.32'), { status: 200, body: '{"appname":"redis-service"}' });
   t.is(ask(endpoints, '/v2/procwatcher?appname=redis-service', '172.20.0.32').status, 200);
@@ -296,7 +296,7 @@ test('localspecquery without a node and without -ip is "empty key"', (t) => {
 // ---- API.md §12 cases not covered by a recording ----
 
 test('§12 orphan: listed by appswatcher, but appname=orphan finds nothing', (t) => {
-  t.true(JSON.parse(ask(full.endpoints, '/v2/appswatcher').body).orphan !== undefined);
+  t.true((JSON.parse(ask(full.endpoints, '/v2/appswatcher').body) as { orphan?: unknown }).orphan !== undefined);
   t.deepEqual(ask(full.endpoints, '/v2/procwatcher?appname=orphan'), { status: 200, body: '[]' });
   t.deepEqual(ask(full.endpoints, '/v2/coreinfowatcher?appname=orphan'), { status: 200, body: '{}' });
   // It is a pod group with containers all the same: /v2/containers lists it.

@@ -115,12 +115,12 @@ test.serial('chaos: hub SIGKILL and restart, compaction behind a partitioned hub
     for (const [i, s] of streams.entries()) {
       await s.waitFor((e) => e.data === JSON.stringify({ 'chaos/counter': want['chaos/counter'] }), 10_000);
       const values = counterValues(s);
-      for (let j = 1; j < values.length; j++) t.true(values[j]! > values[j - 1]!, `stream ${i} went from ${values[j - 1]} to ${values[j]}`);
+      for (let j = 1; j < values.length; j++) t.true(values[j] > values[j - 1], `stream ${i} went from ${values[j - 1]} to ${values[j]}`);
       t.true(values.length > 5, `stream ${i} saw progress`);
       s.close();
     }
     t.true(await hubMetric(hub1Port, 'lainlet_hub_store_relists_total') >= 2, 'the partitioned hub listed again after losing its watch');
-    t.is(await hub1.proc.exitCode, null);
+    t.is(hub1.proc.exitCode, null);
   } finally {
     writing = false;
     client.close();
@@ -135,7 +135,7 @@ test.serial('a hub restarted after a short outage resumes its agents with deltas
   const cluster = await startCluster({ hubs: 1, agents: 2, kvs: fixtureKvs('cluster-small') });
   const client = etcdClient(cluster.etcd);
   try {
-    const hub = cluster.hubs[0]!;
+    const hub = cluster.hubs[0];
     await hub.proc.kill();
     for (let i = 0; i < 5; i++) await client.put(`/lain/config/outage/k${i}`).value(String(i));
     const restarted = await cluster.startHubAt(hub.port);
@@ -158,11 +158,11 @@ test.serial('SIGTERM on a hub moves its agents to the other hub; their clients\'
     const streams = await Promise.all(cluster.agents.map((a) => openStream(`${a.base}/v2/configwatcher?target=move/&watch=1`)));
     for (const s of streams) await s.waitForEvents(1, 5000);
     const [hubA, hubB] = cluster.hubs;
-    const code = await hubA!.proc.stop('SIGTERM', 10_000);
+    const code = await hubA.proc.stop('SIGTERM', 10_000);
     t.is(code, 0);
-    t.regex(hubA!.proc.output(), /moving agents/);
+    t.regex(hubA.proc.output(), /moving agents/);
     for (const a of cluster.agents) {
-      await waitFor(async () => { const d = await debugOf(a.base); return d.hub.live && d.hub.address === hubB!.url; }, { timeoutMs: 10_000, message: 'agent moved to the other hub' });
+      await waitFor(async () => { const d = await debugOf(a.base); return d.hub.live && d.hub.address === hubB.url; }, { timeoutMs: 10_000, message: 'agent moved to the other hub' });
     }
     await client.put('/lain/config/move/x').value('1');
     for (const s of streams) {
@@ -182,13 +182,13 @@ test.serial('with every hub down, a restarted agent serves its state file (stale
   const stateDir = mkdtempSync(join(tmpdir(), 'lainlet-state-'));
   const cluster = await startCluster({ hubs: 1, agents: 1, kvs: fixtureKvs('cluster-small'), agentArgs: () => ['-ip', '127.0.0.1', '-hostname', 'node1', '-state-dir', stateDir] });
   try {
-    const agent = cluster.agents[0]!;
+    const agent = cluster.agents[0];
     const before = (await httpGet(`${agent.base}/v2/coreinfowatcher`)).body;
     await waitFor(() => { try { return readFileSync(join(stateDir, 'state.bin')).length > 0; } catch { return false; } }, { timeoutMs: 5000, message: 'state file written' });
     t.is(await agent.proc.stop('SIGTERM'), 0, 'the agent exits cleanly on SIGTERM');
-    await cluster.hubs[0]!.proc.kill();
+    await cluster.hubs[0].proc.kill();
     const port = await freePort();
-    const again = startAgent(['-web', `127.0.0.1:${port}`, '-hub', cluster.hubs[0]!.url, '-ip', '127.0.0.1', '-hostname', 'node1', '-state-dir', stateDir]);
+    const again = startAgent(['-web', `127.0.0.1:${port}`, '-hub', cluster.hubs[0].url, '-ip', '127.0.0.1', '-hostname', 'node1', '-state-dir', stateDir]);
     try {
       const base = `http://127.0.0.1:${port}`;
       await waitFor(() => agentSynced(base), { timeoutMs: 10_000, message: `agent serving from state file\n${again.output()}` });
@@ -238,7 +238,7 @@ test.serial('a rogue WebSocket client is closed with an error frame; the real ag
   const cluster = await startCluster({ hubs: 1, agents: 1, kvs: fixtureKvs('cluster-small') });
   const client = etcdClient(cluster.etcd);
   try {
-    const hub = cluster.hubs[0]!;
+    const hub = cluster.hubs[0];
     const rogue = new WebSocket(hub.url);
     const closed = new Promise<number>((resolve) => rogue.on('close', (code) => resolve(code)));
     rogue.on('error', () => {});
@@ -250,7 +250,7 @@ test.serial('a rogue WebSocket client is closed with an error frame; the real ag
     wrongVersion.on('open', () => wrongVersion.send(encodeFrame({ t: 'hello', v: 42, node: 'x', rev: 0 })));
     t.is(await closed2, 1008);
     await client.put('/lain/config/rogue/x').value('1');
-    const a = cluster.agents[0]!;
+    const a = cluster.agents[0];
     await waitFor(async () => (await agentConfig(a.base, 'rogue/'))['rogue/x'] === '1', { timeoutMs: 3000, message: 'agent still served' });
     t.true(await hubMetric(hub.port, 'lainlet_hub_rejected_clients_total') >= 2);
     t.true((await debugOf(a.base)).hub.live);
@@ -265,7 +265,7 @@ test.serial('a hub disconnects a slow agent instead of dropping deltas; the agen
   const cluster = await startCluster({ hubs: 1, agents: 1, kvs: fixtureKvs('cluster-small'), hubArgs: ['--max-backpressure', String(256 * 1024)] });
   const client = etcdClient(cluster.etcd);
   try {
-    const hub = cluster.hubs[0]!;
+    const hub = cluster.hubs[0];
     // A raw agent that says hello and then never reads.
     const slow = new WebSocket(hub.url);
     slow.on('error', () => {});
@@ -277,7 +277,7 @@ test.serial('a hub disconnects a slow agent instead of dropping deltas; the agen
     const big = 'z'.repeat(128 * 1024);
     for (let i = 0; i < 160; i++) await client.put(`/lain/config/slowtest/k${i % 4}`).value(big + i);
     await waitFor(async () => (await hubMetric(hub.port, 'lainlet_hub_slow_agent_disconnects_total')) >= 1, { timeoutMs: 10_000, message: 'slow agent disconnected' });
-    const a = cluster.agents[0]!;
+    const a = cluster.agents[0];
     const want = await etcdConfig(client, 'slowtest/');
     await waitFor(async () => JSON.stringify(await agentConfig(a.base, 'slowtest/')) === JSON.stringify(want), { timeoutMs: 10_000, message: 'real agent current' });
     t.pass();
@@ -292,8 +292,8 @@ test.serial('while etcd is unreachable the hub keeps serving its last state, mar
   t.timeout(60_000);
   const cluster = await startCluster({ hubs: 1, agents: 1, kvs: fixtureKvs('cluster-small') });
   try {
-    const hub = cluster.hubs[0]!;
-    const a = cluster.agents[0]!;
+    const hub = cluster.hubs[0];
+    const a = cluster.agents[0];
     const health = async () => JSON.parse((await httpGet(`http://127.0.0.1:${hub.port}/healthz`)).body) as { stale: boolean };
     t.false((await health()).stale);
     await cluster.etcd.kill();
@@ -314,7 +314,7 @@ test.serial('an agent that hears nothing from its hub for three progress periods
   const cluster = await startCluster({ hubs: 2, agents: 1, kvs: fixtureKvs('cluster-small') });
   const client = etcdClient(cluster.etcd);
   try {
-    const a = cluster.agents[0]!;
+    const a = cluster.agents[0];
     const inUse = (await debugOf(a.base)).hub.address;
     const frozen = cluster.hubs.find((h) => h.url === inUse)!;
     const other = cluster.hubs.find((h) => h.url !== inUse)!;

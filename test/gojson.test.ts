@@ -78,7 +78,7 @@ test('RawJson fragments are embedded verbatim', (t) => {
 });
 
 test('encodeGeneric re-encodes arbitrary JSON like Go re-encodes interface{}', (t) => {
-  const node8 = JSON.parse('{"name": "node8", "huge": 1e21, "tiny": 0.0000001, "neg": -0.0, "labels": {"zone": "b", "disk": "ssd"}, "cpus": [0, 1], "ok": true, "nothing": null, "html": "<a&b>"}');
+  const node8: unknown = JSON.parse('{"name": "node8", "huge": 1e21, "tiny": 0.0000001, "neg": -0.0, "labels": {"zone": "b", "disk": "ssd"}, "cpus": [0, 1], "ok": true, "nothing": null, "html": "<a&b>"}');
   t.is(encodeGeneric(node8),
     '{"cpus":[0,1],"html":"\\u003ca\\u0026b\\u003e","huge":1e+21,"labels":{"disk":"ssd","zone":"b"},"name":"node8","neg":-0,"nothing":null,"ok":true,"tiny":1e-7}');
 });

@@ -41,7 +41,7 @@ let base: string;
 
 test.before(async () => {
   cluster = await startCluster({ hubs: 1, agents: 1, kvs: fixtureKvs('cluster-small'), agentArgs: () => ['-ip', '127.0.0.1', '-hostname', golden.hostname] });
-  base = cluster.agents[0]!.base;
+  base = cluster.agents[0].base;
 });
 
 test.after.always(async () => {
@@ -81,14 +81,14 @@ test.serial('event streams while keys change, then the after-state', async (t) =
   await new Promise((r) => setTimeout(r, 1200));
   client.close();
   for (const [i, w] of golden.watches.entries()) {
-    const s = streams[i]!;
+    const s = streams[i];
     s.close();
     t.is(s.status, w.status, w.path);
     const events = s.events.filter((e) => e.event !== 'heartbeat');
     const want = w.events.filter((e) => e.event !== 'heartbeat');
     t.deepEqual(events.map((e) => [e.event, normalise(w.path, e.data)]), want.map((e) => [e.event, normalise(w.path, e.data)]), w.path);
     t.is(events[0]?.id, 1, `${w.path}: init is id 1`);
-    for (let j = 1; j < events.length; j++) t.true(events[j]!.id > events[j - 1]!.id, `${w.path}: ids increase`);
+    for (let j = 1; j < events.length; j++) t.true(events[j].id > events[j - 1].id, `${w.path}: ids increase`);
     if (/heartbeat=\d/.test(w.path)) {
       t.true(s.events.some((e) => e.event === 'heartbeat' && e.id === 0 && e.data === ''), `${w.path}: heartbeats`);
     }

@@ -187,7 +187,7 @@ test('openStream parses lainlet event framing split across arbitrary chunks', as
     // A pause between writes makes each chunk its own read on the client side.
     const writeChunk = (index: number) => {
       if (index === bodyChunks.length) return socket.end();
-      socket.write(bodyChunks[index]!, 'latin1');
+      socket.write(bodyChunks[index], 'latin1');
       setTimeout(writeChunk, 5, index + 1);
     };
     writeChunk(0);

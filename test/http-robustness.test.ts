@@ -398,7 +398,7 @@ test.serial('heartbeat periods longer than a timer holds never flood; "+1" is 1 
   // Both must beat within a few seconds; a flooding stream would have sent hundreds meanwhile.
   const beating = await Promise.all(['1', '%2B1'].map((hb) => openStream(`${agent.base}/v2/configwatcher?target=domain&watch=1&heartbeat=${hb}`)));
   for (const s of beating) await s.waitFor((e) => e.event === 'heartbeat', WAIT_MS);
-  huge.forEach((hb, i) => t.deepEqual(quiet[i]!.events.map((e) => e.event), ['init'], `heartbeat=${hb}`));
+  huge.forEach((hb, i) => t.deepEqual(quiet[i].events.map((e) => e.event), ['init'], `heartbeat=${hb}`));
   t.notRegex(agent.proc.output(), /TimeoutOverflowWarning/);
   for (const s of [...quiet, ...beating]) s.close();
   assertAlive();
@@ -439,7 +439,7 @@ interface FuzzCase {
 function fuzzCase(random: () => number): FuzzCase {
   const int = (n: number) => Math.floor(random() * n);
   const chance = (p: number) => random() < p;
-  const pickOne = <T>(items: readonly T[]): T => items[int(items.length)]!;
+  const pickOne = <T>(items: readonly T[]): T => items[int(items.length)];
   const bytes = (n: number) => Array.from({ length: n }, () => String.fromCharCode(int(256))).join('');
   if (chance(0.1)) return { bytes: bytes(int(300)) };
   const methods = ['GET', 'GET', 'GET', 'GET', 'HEAD', 'POST', 'PUT', 'OPTIONS', 'DELETE', 'CONNECT'];
@@ -612,8 +612,8 @@ test.serial(`fuzz: ${FUZZ_CASES} seeded random requests, pipelines and bytes get
   await Promise.all(Array.from({ length: FUZZ_PARALLEL }, async () => {
     while (next < cases.length && failures.length === 0) {
       const index = next++;
-      const problem = await runFuzzCase(cases[index]!);
-      if (problem) failures.push(`FUZZ_SEED=${FUZZ_SEED} case ${index} ${JSON.stringify(cases[index]!.bytes.slice(0, 400))}: ${problem}`);
+      const problem = await runFuzzCase(cases[index]);
+      if (problem) failures.push(`FUZZ_SEED=${FUZZ_SEED} case ${index} ${JSON.stringify(cases[index].bytes.slice(0, 400))}: ${problem}`);
     }
   }));
   t.deepEqual(failures, [], `seed ${FUZZ_SEED}`);

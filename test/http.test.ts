@@ -78,7 +78,7 @@ test('watch is on for any value but "", "0" and "false"; the first value of a pa
     const s = await openStream(`${base}/v2/configwatcher?target=domain&watch=${v}`);
     const [init] = await s.waitForEvents(1, 2000);
     t.is(s.headers['content-type'], 'text/event-stream', `watch=${v}`);
-    t.deepEqual([init!.id, init!.event, init!.data], [1, 'init', '{"domain":"lain.local"}']);
+    t.deepEqual([init.id, init.event, init.data], [1, 'init', '{"domain":"lain.local"}']);
     s.close();
   }
 });
@@ -188,7 +188,7 @@ test.serial('many streams watching the same thing cost one encoding per change, 
   const streams = await Promise.all(Array.from({ length: 20 }, () => openStream(`${base}/v2/coreinfowatcher?watch=1`)));
   for (const s of streams) await s.waitForEvents(1, 3000);
   const before = JSON.parse((await httpGet(`${base}/debug`)).body) as { answers: { renders: number } };
-  const hello = fixtureKvs('cluster-small')['/lain/deployd/pod_groups/hello/hello.worker.cron']!;
+  const hello = fixtureKvs('cluster-small')['/lain/deployd/pod_groups/hello/hello.worker.cron'];
   store.put('/lain/deployd/pod_groups/hello/hello.worker.cron', hello.replace('"InstanceNo":1', '"InstanceNo":7'));
   for (const s of streams) await s.waitFor((e) => e.event === 'update', 3000);
   const after = JSON.parse((await httpGet(`${base}/debug`)).body) as { answers: { renders: number } };
@@ -203,7 +203,7 @@ test('heartbeat is read like Go\'s strconv.Atoi on int64: errors, ≤ 0 and valu
   const cases: Array<[string, number]> = [
     ['5', 5], ['+5', 5], ['0005', 5], ['+0', 0], ['0', 0], ['-5', 0], ['-0', 0],
     ['5.0', 0], [' 5', 0], ['5 ', 0], ['', 0], ['+', 0], ['-', 0], ['1e3', 0], ['0x10', 0], ['5_000', 0], ['٥', 0],
-    ['9223372036854775807', 9223372036854775807], ['09223372036854775807', 9223372036854775807],
+    ['9223372036854775807', Number('9223372036854775807')], ['09223372036854775807', Number('9223372036854775807')],
     ['9223372036854775808', 0], ['99999999999999999999', 0],
   ];
   for (const [value, seconds] of cases) t.is(heartbeatSeconds(value), seconds, JSON.stringify(value));
@@ -236,7 +236,7 @@ test('every: a period longer than one timer holds is waited out in chained timer
       if (beats.length === 3) { stop(); resolve(); }
     }, 40);
   });
-  const gaps = beats.map((at, i) => at - (i === 0 ? 0 : beats[i - 1]!));
+  const gaps = beats.map((at, i) => at - (i === 0 ? 0 : beats[i - 1]));
   // A beat per chained timer would come 40 ms apart, a flood 1 ms apart; the margin below 130 is
   // for the event loop's cached clock, which can make a timer look a few ms early.
   for (const gap of gaps) t.true(gap >= 100, `gaps ${gaps.map((g) => g.toFixed(1)).join(', ')}`);

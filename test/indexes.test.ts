@@ -60,7 +60,7 @@ test('a pod-group change decodes that one value and reports only the keys it tou
 test('rewriting a value unchanged decodes nothing and changes nothing', (t) => {
   const { indexes, decoded } = loaded();
   const generations = indexes.stats().generations;
-  t.deepEqual(indexes.apply({ puts: [[HELLO_WEB, cluster.kvs[HELLO_WEB]!], ['/lain/config/domain', 'lain.local']], dels: [] }), {});
+  t.deepEqual(indexes.apply({ puts: [[HELLO_WEB, cluster.kvs[HELLO_WEB]], ['/lain/config/domain', 'lain.local']], dels: [] }), {});
   t.deepEqual(decoded, []);
   t.deepEqual(indexes.stats().generations, generations);
 });
@@ -75,7 +75,7 @@ test('a config change decodes no pod group', (t) => {
 
 test('one change in a large cluster decodes one value', (t) => {
   const { indexes, decoded } = counting();
-  const template = cluster.kvs[`${PG}tcp-echo/tcp-echo.worker.echo`]!;
+  const template = cluster.kvs[`${PG}tcp-echo/tcp-echo.worker.echo`];
   const big: Array<[string, string]> = [];
   const ids = decodePodGroup(template).pods.flatMap((p) => p.containers.map((c) => c.id));
   for (let i = 0; i < 2000; i++) {
@@ -88,7 +88,7 @@ test('one change in a large cluster decodes one value', (t) => {
   t.is(decoded.length, 2000);
   t.is(indexes.podGroups.size, 2000);
   decoded.length = 0;
-  const changes = indexes.apply({ puts: [[`${PG}app7/app7.worker.echo`, big[7]![1].replace('"InstanceNo":1', '"InstanceNo":9')]], dels: [] });
+  const changes = indexes.apply({ puts: [[`${PG}app7/app7.worker.echo`, big[7][1].replace('"InstanceNo":1', '"InstanceNo":9')]], dels: [] });
   t.deepEqual(decoded, ['app7.worker.echo']);
   t.deepEqual(keysOf(changes, 'podgroups'), ['app7/app7.worker.echo']);
   t.is(changes.containers!.length, 2); // one container, under its two keys
@@ -113,7 +113,7 @@ test('the sorted views stay ordered through incremental and bulk changes', (t) =
   for (let round = 0; round < 200; round++) {
     const batch = random() < 0.1 ? 300 : 3; // mostly small changes, sometimes a bulk load
     for (let i = 0; i < batch; i++) {
-      const word = words[Math.floor(random() * words.length)]! + Math.floor(random() * 50);
+      const word = words[Math.floor(random() * words.length)] + Math.floor(random() * 50);
       if (random() < 0.6) { set.add(word); reference.add(word); } else { set.delete(word); reference.delete(word); }
     }
     t.deepEqual(set.view(), [...reference].sort(compareUtf8));
@@ -141,7 +141,7 @@ test('deleting a key never removes keys that merely share its string prefix', (t
 
 test('a delete removes exactly that key, never keys sharing a string prefix', (t) => {
   const { indexes } = loaded();
-  const hello = cluster.kvs[HELLO_WEB]!;
+  const hello = cluster.kvs[HELLO_WEB];
   indexes.apply({
     puts: [[`${PG}hello-world/hello-world.web.web`, hello], [`${PG}hello/hello.web.webx`, hello]],
     dels: [],
@@ -168,27 +168,27 @@ test('a bad value keeps the previous good one served, is listed in stats and log
   t.is(indexes.podGroups.get('hello/hello.web.web'), before);
   t.is(warnings.length, 1);
   t.deepEqual(indexes.stats().badValues.map(({ key, servingPrevious }) => ({ key, servingPrevious })), [{ key: HELLO_WEB, servingPrevious: true }]);
-  t.regex(indexes.stats().badValues[0]!.error, /Spec/);
+  t.regex(indexes.stats().badValues[0].error, /Spec/);
 
   // A good value replaces it and clears the report.
   indexes.apply({ puts: [[HELLO_WEB, HELLO_WEB_MOVED]], dels: [] });
   t.deepEqual(indexes.stats().badValues, []);
-  t.is(indexes.podGroups.get('hello/hello.web.web')!.pg.pods[0]!.containers[0]!.containerIp, '172.20.0.99');
+  t.is(indexes.podGroups.get('hello/hello.web.web')!.pg.pods[0].containers[0].containerIp, '172.20.0.99');
 
   // A bad value for a new key is not served at all; deleting the key forgets the report.
   indexes.apply({ puts: [[`${PG}broken/broken.web.web`, 'not json']], dels: [] });
   t.is(indexes.podGroups.get('broken/broken.web.web'), undefined);
-  t.is(indexes.stats().badValues[0]!.servingPrevious, false);
+  t.is(indexes.stats().badValues[0].servingPrevious, false);
   indexes.apply({ puts: [], dels: [`${PG}broken/broken.web.web`] });
   t.deepEqual(indexes.stats().badValues, []);
 });
 
 test('decoding follows Go: case-insensitive keys, null is the zero value, wrong types name the field', (t) => {
-  const lower = decodePodGroup(edge[`${PG}lowercase/lowercase.worker.worker`]!);
+  const lower = decodePodGroup(edge[`${PG}lowercase/lowercase.worker.worker`]);
   t.is(lower.namespace, 'lowercase');
-  t.is(lower.pods[0]!.instanceNo, 1);
-  t.is(lower.pods[0]!.containers[0]!.containerIp, '172.20.1.111');
-  t.is(lower.pods[0]!.containers[0]!.procName, 'worker');
+  t.is(lower.pods[0].instanceNo, 1);
+  t.is(lower.pods[0].containers[0].containerIp, '172.20.1.111');
+  t.is(lower.pods[0].containers[0].procName, 'worker');
 
   const empty = decodePodGroup('null');
   t.deepEqual([empty.name, empty.pods, empty.containerSpecs], ['', [], []]);
@@ -229,10 +229,10 @@ test('an IP that left a pod group no longer maps to its app', (t) => {
 });
 
 test('an IP listed by two pod groups maps to the later key, whatever the write order', (t) => {
-  const stale = edge[`${PG}stale/stale.worker.worker`]!;
+  const stale = edge[`${PG}stale/stale.worker.worker`];
   for (const order of ['stale first', 'hello first'] as const) {
     const indexes = new Indexes();
-    const puts: Array<[string, string]> = [[`${PG}stale/stale.worker.worker`, stale], [HELLO_WEB, cluster.kvs[HELLO_WEB]!]];
+    const puts: Array<[string, string]> = [[`${PG}stale/stale.worker.worker`, stale], [HELLO_WEB, cluster.kvs[HELLO_WEB]]];
     indexes.apply({ puts: order === 'stale first' ? puts : puts.reverse(), dels: [] });
     t.is(indexes.appOfContainerIp('172.20.0.11'), 'stale', order);
     indexes.apply({ puts: [], dels: [`${PG}stale/stale.worker.worker`] });
@@ -242,7 +242,7 @@ test('an IP listed by two pod groups maps to the later key, whatever the write o
 
 test('a container key listed by two pod groups is served from the later key and survives the other\'s delete', (t) => {
   const indexes = new Indexes();
-  const hello = cluster.kvs[HELLO_WEB]!;
+  const hello = cluster.kvs[HELLO_WEB];
   const copy = hello.replaceAll('"Namespace":"hello"', '"Namespace":"zcopy"');
   const key = 'node1/1f1ae8881a56201d7c206c6492b15f849542fa01d20a631c3d9225acd48e60e7';
   indexes.apply({ puts: [[HELLO_WEB, hello], [`${PG}zcopy/hello.web.web`, copy]], dels: [] });
@@ -260,7 +260,7 @@ test('portal IPs map to the service of their depends key, and are forgotten with
   t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), ['redis-service']);
   indexes.apply({ puts: [[portal, '{"node2": {}}']], dels: [] });
   t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), []);
-  indexes.apply({ puts: [[portal, cluster.kvs[portal]!]], dels: [] });
+  indexes.apply({ puts: [[portal, cluster.kvs[portal]]], dels: [] });
   indexes.apply({ puts: [], dels: [portal] });
   t.deepEqual(indexes.servicesOfPortalIp('172.20.0.32'), []);
 });
@@ -288,7 +288,7 @@ test('stats count entries per index', (t) => {
   const { indexes } = loaded();
   const keys = Object.keys(cluster.kvs);
   const under = (prefix: string) => keys.filter((k) => k.startsWith(prefix));
-  const containers = under(PG).flatMap((k) => decodePodGroup(cluster.kvs[k]!).pods.flatMap((p) => p.containers));
+  const containers = under(PG).flatMap((k) => decodePodGroup(cluster.kvs[k]).pods.flatMap((p) => p.containers));
   const stats = indexes.stats();
   t.deepEqual(stats.keys, {
     config: under('/lain/config/').length,

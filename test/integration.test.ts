@@ -23,7 +23,7 @@ test.serial('a put in etcd reaches every agent\'s GET and watch within a second'
   const streams = await Promise.all(cluster.agents.map((a) => openStream(`${a.base}/v2/configwatcher?target=itest/&watch=1`)));
   for (const s of streams) {
     const [init] = await s.waitForEvents(1, 5000);
-    t.deepEqual([init!.id, init!.event, init!.data], [1, 'init', '{}']);
+    t.deepEqual([init.id, init.event, init.data], [1, 'init', '{}']);
   }
   const client = etcdClient(cluster.etcd);
   const started = Date.now();
@@ -49,7 +49,7 @@ test.serial('a put in etcd reaches every agent\'s GET and watch within a second'
 });
 
 test.serial('a transaction with several keys arrives as one delta: one event on a stream', async (t) => {
-  const a = cluster.agents[0]!;
+  const a = cluster.agents[0];
   const stream = await openStream(`${a.base}/v2/configwatcher?target=txn/&watch=1`);
   await stream.waitForEvents(1, 5000);
   const client = etcdClient(cluster.etcd);
@@ -67,13 +67,13 @@ test.serial('a transaction with several keys arrives as one delta: one event on 
 });
 
 test.serial('/debug reports the hub in use and the revision', async (t) => {
-  const a = cluster.agents[0]!;
+  const a = cluster.agents[0];
   const debug = JSON.parse((await httpGet(`${a.base}/debug`)).body) as { connections: number; goroutines: number; revision: number; stale: boolean; hub: { address: string; live: boolean } };
   t.true(debug.connections >= 1);
   t.true(debug.goroutines > 0);
   t.true(debug.revision > 0);
   t.is(debug.stale, false);
-  t.is(debug.hub.address, cluster.hubs[0]!.url);
+  t.is(debug.hub.address, cluster.hubs[0].url);
   t.true(debug.hub.live);
   await waitFor(async () => (await cluster.etcd.watcherCount()) === 1, { timeoutMs: 2000, message: 'still one etcd watcher' });
 });
@@ -89,7 +89,7 @@ test.serial('a hub loads a cluster larger than gRPC\'s default 4 MB message from
     }
     const big = await startCluster({ etcd, hubs: 1, agents: 1 });
     try {
-      const res = await httpGet(`${big.agents[0]!.base}/v2/configwatcher?target=big/`);
+      const res = await httpGet(`${big.agents[0].base}/v2/configwatcher?target=big/`);
       t.is(Object.keys(JSON.parse(res.body) as object).length, 300);
     } finally {
       await big.stop();

@@ -51,7 +51,7 @@ test.serial('with --token-file, an agent without the token or with a wrong one i
   const hub = startHub(['--etcd', etcd.endpoint, '--listen', `127.0.0.1:${hubPort}`, '--token-file', join(dir, 'token')]);
   const procs = [hub];
   await withProcs(procs, async () => {
-    await waitFor(() => hubHealthy(hubPort!), { timeoutMs: 15_000, message: 'hub healthy' });
+    await waitFor(() => hubHealthy(hubPort), { timeoutMs: 15_000, message: 'hub healthy' });
     // A raw client: 401 at the upgrade, no frame ever.
     const raw = await new Promise<number>((resolve) => {
       const ws = new WebSocket(`ws://127.0.0.1:${hubPort}`);
@@ -84,7 +84,7 @@ test.serial('TLS: the hub serves wss:// and an agent with -ca-file verifies it',
     // Agents start once the hub listens, so their first error is about TLS, not a refused
     // connection (and a short backoff keeps the retries coming on a loaded machine).
     const listening = () => new Promise<boolean>((resolve) => {
-      const s = net.connect(hubPort!, '127.0.0.1');
+      const s = net.connect(hubPort, '127.0.0.1');
       s.once('connect', () => { s.destroy(); resolve(true); });
       s.once('error', () => resolve(false));
     });
@@ -110,7 +110,7 @@ test.serial('the hub refuses a non-loopback listen address without a token, unle
   t.regex(refused.output(), /refusing to listen on 0\.0\.0\.0:\d+ without --token-file/);
   const insecure = startHub(['--etcd', etcd.endpoint, '--listen', `0.0.0.0:${port}`, '--insecure']);
   await withProcs([insecure], async () => {
-    await waitFor(() => hubHealthy(port!), { timeoutMs: 15_000, message: 'insecure hub starts' });
+    await waitFor(() => hubHealthy(port), { timeoutMs: 15_000, message: 'insecure hub starts' });
     t.pass();
   });
 });
@@ -174,7 +174,7 @@ test.serial('standalone on the etcd v2 keyspace: -store etcd2 serves what deploy
     await waitFor(() => agentSynced(base), { timeoutMs: 15_000, message: `v2 standalone agent syncs\n${agent.output()}` });
     const stream = await openStream(`${base}/v2/configwatcher?target=vips&watch=1`);
     const [init] = await stream.waitForEvents(1, 3000);
-    t.is(init!.data, '{"vips/10.0.0.1":"{\\"app\\": \\"webrouter\\"}","vipsx":"stays"}');
+    t.is(init.data, '{"vips/10.0.0.1":"{\\"app\\": \\"webrouter\\"}","vipsx":"stays"}');
     await v2Delete(v2, '/lain/config/vips', { dir: true, recursive: true });
     const ev = await stream.waitFor((e) => e.event === 'delete', 3000);
     t.is(ev.data, '{"vipsx":"stays"}');
@@ -190,7 +190,7 @@ test('-v prints the version; bad flags exit non-zero with the usage', (t) => {
   const hub = fileURLToPath(new URL('../dist/hub/main.js', import.meta.url));
   t.is(execFileSync(process.execPath, [agent, '-v'], { encoding: 'utf8' }).trim(), VERSION);
   t.is(execFileSync(process.execPath, [hub, '--version'], { encoding: 'utf8' }).trim(), VERSION);
-  const err = t.throws(() => execFileSync(process.execPath, [agent, '-nosuch'], { encoding: 'utf8', stdio: 'pipe' })) as Error & { status: number; stderr: string };
+  const err = t.throws<Error & { status: number; stderr: string }>(() => execFileSync(process.execPath, [agent, '-nosuch'], { encoding: 'utf8', stdio: 'pipe' }));
   t.is(err.status, 2);
   t.regex(err.stderr, /flag provided but not defined: -nosuch/);
   t.regex(err.stderr, /Usage of lainlet-agent/);

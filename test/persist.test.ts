@@ -21,9 +21,10 @@ import { freePort, freePorts } from './helpers/ports.js';
 import { httpGet, startAgent as startAgentProc, waitFor } from './helpers/procs.js';
 
 /** A logger whose lines the test can read. */
-function capturingLogger(): { log: Logger; lines: Array<{ msg: string; err?: string }> } {
-  const lines: Array<{ msg: string; err?: string }> = [];
-  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+interface LogLine { msg: string; err?: string }
+function capturingLogger(): { log: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
   return { log, lines };
 }
 
@@ -50,8 +51,9 @@ function configEntries(n: number, valueLength: number, tag = 'v'): Array<[string
   return Array.from({ length: n }, (_, i) => [`/lain/config/k${String(i).padStart(5, '0')}`, tag.repeat(valueLength)]);
 }
 
-async function debugOf(base: string): Promise<{ revision: number; hasState: boolean; source: string; stateFile: { path: string; lastSavedAt: number | null; lastError: string; errors: number } }> {
-  return JSON.parse((await httpGet(`${base}/debug`)).body);
+interface DebugView { revision: number; hasState: boolean; source: string; stateFile: { path: string; lastSavedAt: number | null; lastError: string; errors: number } }
+async function debugOf(base: string): Promise<DebugView> {
+  return JSON.parse((await httpGet(`${base}/debug`)).body) as DebugView;
 }
 
 function metricValue(text: string, name: string): number {
@@ -79,7 +81,7 @@ test('many saves in a row: each file holds the live state, long and non-ASCII va
   let saves = 0;
   persister.onSaved = () => saves++;
   for (let i = 0; i < values.length * 2; i++) {
-    cache.applyDelta(cache.revision + 1, [[`/lain/config/long${i % values.length}`, values[i % values.length]!]], i % 3 === 0 ? ['/lain/config/k00000'] : []);
+    cache.applyDelta(cache.revision + 1, [[`/lain/config/long${i % values.length}`, values[i % values.length]]], i % 3 === 0 ? ['/lain/config/k00000'] : []);
     persister.saveNow();
     t.is(persister.lastSaveError, '', `save ${i + 1}`);
     const saved = fileState(persister.path);
@@ -264,7 +266,7 @@ test('a state file with one flipped byte is refused by its checksum', (t) => {
   for (const at of [payloadStart, payloadStart + 1, payloadStart + 40, Math.floor(whole.length / 2), whole.length - 1, 8]) {
     for (const mask of [0x01, 0x80, 0xff]) {
       const damaged = Buffer.from(whole);
-      damaged[at]! ^= mask;
+      damaged[at] ^= mask;
       writeFileSync(join(dir, 'state.bin'), damaged);
       const { persister, lines } = persisterIn(dir);
       t.is(persister.load(), null, `byte ${at} ^ ${mask}`);
@@ -280,7 +282,7 @@ test('an agent does not serve a state file with a flipped byte', async (t) => {
   for (const damage of [false, true]) {
     const dir = tempDir(t);
     const bytes = Buffer.from(whole);
-    if (damage) bytes[bytes.length - 3]! ^= 0x04; // inside "lain.local": still valid msgpack, a different value
+    if (damage) bytes[bytes.length - 3] ^= 0x04; // inside "lain.local": still valid msgpack, a different value
     writeFileSync(join(dir, 'state.bin'), bytes);
     const { log, lines } = capturingLogger();
     const { agent, base } = await agentWithoutHub(dir, log);
@@ -307,7 +309,7 @@ test.serial('standalone with -state-dir: the file follows every write after the 
   t.timeout(90_000);
   const etcd = await startEtcd();
   const stateDir = mkdtempSync(join(tmpdir(), 'lainlet-state-'));
-  const web = (await freePorts(1))[0]!;
+  const web = (await freePorts(1))[0];
   const client = etcdClient(etcd);
   // The fixture's pod groups are long JSON values: the state holds strings over 64 characters from the first save.
   const seeded = await putAll(client, fixtureKvs('cluster-small'));

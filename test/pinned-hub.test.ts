@@ -123,7 +123,7 @@ for (const agents of [1, 10, 50]) {
     // Every agent received exactly those bytes.
     for (const a of all) {
       const got = a.of('delta').map((f) => f.bytes);
-      for (let i = 0; i < 3; i++) t.true(got[i]!.equals(history[i]!));
+      for (let i = 0; i < 3; i++) t.true(got[i].equals(history[i]));
     }
     t.is(server.counters.deltasSentFrames - sentBefore, 3 * agents);
   });
@@ -143,7 +143,7 @@ test.serial('agents resuming from history are sent the kept delta frames, never 
     t.is(a.of('snap').length, 0);
     const got = a.of('delta').map((f) => f.bytes);
     t.is(got.length, 4);
-    for (let i = 0; i < 4; i++) t.true(got[i]!.equals(history[i]!));
+    for (let i = 0; i < 4; i++) t.true(got[i].equals(history[i]));
   }
 });
 
@@ -156,6 +156,6 @@ test.serial('a snapshot is encoded once per revision for all agents that need on
   await Promise.all(all.map((a) => a.live()));
   t.is(encodings('snap') - before, 1);
   t.is(server.counters.snapshotsSent, 10);
-  const first = all[0]!.of('snap')[0]!.bytes;
-  for (const a of all) t.true(a.of('snap')[0]!.bytes.equals(first));
+  const first = all[0].of('snap')[0].bytes;
+  for (const a of all) t.true(a.of('snap')[0].bytes.equals(first));
 });

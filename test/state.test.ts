@@ -30,7 +30,7 @@ test('one store revision is one delta, applied atomically; a key deleted and put
   state.apply({ revision: 13, puts: [['/lain/config/b', 'x']], dels: ['/lain/config/b'] });
   t.is(deltas.length, 2);
   t.deepEqual(deltas[0], { t: 'delta', prev: 10, rev: 12, puts: [['/lain/config/a', '9'], ['/lain/config/c', '3']], dels: ['/lain/config/b'] });
-  t.deepEqual(deltas[1]!.dels, []);
+  t.deepEqual(deltas[1].dels, []);
   t.is(state.entries.get('/lain/config/b'), 'x');
 });
 
@@ -44,7 +44,7 @@ test('deltas chain on the last change, so agents that learnt a later revision fr
   const { state, deltas } = loadedState({ '/lain/config/a': '1' });
   state.advance(15); // revisions that touched nothing the API reads
   state.apply({ revision: 18, puts: [['/lain/config/a', '2']], dels: [] });
-  t.is(deltas[0]!.prev, 10);
+  t.is(deltas[0].prev, 10);
   t.deepEqual(state.framesAfter(15)!.length, 1, 'an agent at 15 gets the 10→18 delta');
   t.deepEqual(state.framesAfter(18), []);
   t.deepEqual(state.framesAfter(9), null, 'before the history: snapshot');
@@ -74,13 +74,13 @@ test('catch-up: deltas when the history reaches back, a snapshot otherwise, and 
   const fresh = new CatchUp(state, 0, () => snapshots++);
   t.true(fresh.needsSnapshot);
   t.is(snapshots, 1);
-  t.is(decodeFrame(fresh.next(Infinity)![0]!).t, 'snap');
+  t.is(decodeFrame(fresh.next(Infinity)![0]).t, 'snap');
   t.is(fresh.next(Infinity), null);
 
   const slow = new CatchUp(state, 10, () => snapshots++);
   for (let r = 12; r <= 15; r++) state.apply({ revision: r, puts: [['/lain/config/a', String(r)]], dels: [] });
   const frames = slow.next(Infinity)!;
-  t.is(decodeFrame(frames[0]!).t, 'snap', 'the history no longer reaches revision 10');
+  t.is(decodeFrame(frames[0]).t, 'snap', 'the history no longer reaches revision 10');
   t.is(snapshots, 2);
   t.is(slow.next(Infinity), null);
 });
@@ -130,7 +130,7 @@ test('catch-up hands out history in batches under the byte budget, at least one 
   const state = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 100, historyMaxBytes: 1 << 20 });
   state.replaceAll(10, [['/lain/config/a', '0']]);
   for (let r = 11; r <= 20; r++) state.apply({ revision: r, puts: [['/lain/config/a', 'x'.repeat(1000) + r]], dels: [] });
-  const frameBytes = state.framesAfter(19)![0]!.frame.length;
+  const frameBytes = state.framesAfter(19)![0].frame.length;
   const catchUp = new CatchUp(state, 10, () => t.fail('no snapshot'));
   const batches: number[] = [];
   for (let b = catchUp.next(frameBytes * 3); b !== null; b = catchUp.next(frameBytes * 3)) batches.push(b.length);

@@ -106,7 +106,7 @@ test('the deviation from the recording is the moved IP only: its new IP maps to 
 test('procwatcher lists pod groups in etcd key order', (t) => {
   const endpoints = endpointsOf(loadedIndexes());
   const answer = ask(endpoints, '/v2/procwatcher?appname=hello', NODE_IP)!;
-  const procNames = (JSON.parse(answer.body) as Array<{ proc: Array<{ ProcName: string }> }>).map((pg) => pg.proc[0]!.ProcName);
+  const procNames = (JSON.parse(answer.body) as Array<{ proc: Array<{ ProcName: string }> }>).map((pg) => pg.proc[0].ProcName);
   // hello/hello.web.web sorts before hello/hello.worker.cron.
   t.deepEqual(procNames, ['web', 'cron']);
 });

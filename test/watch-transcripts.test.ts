@@ -187,7 +187,7 @@ const endedByServer = new Map<string, boolean>();
 
 test.before(async () => {
   cluster = await startCluster({ hubs: 1, agents: 1, kvs: KVS, agentArgs: () => ['-ip', '127.0.0.1', '-hostname', HOSTNAME] });
-  const base = cluster.agents[0]!.base;
+  const base = cluster.agents[0].base;
   for (const { path } of RECORDED) streams.set(path, await openStream(`${base}${path}`, { localAddress: '127.0.0.1', timeoutMs: 5000 }));
   for (const s of streams.values()) await s.waitForEvents(1, 5000);
 
@@ -254,7 +254,7 @@ function checkStream(t: ExecutionContext, path: string): SseEvent[] {
   t.deepEqual([got[0]?.id, got[0]?.event], [1, 'init'], `${path}: init is id 1`);
   const dataEvents = got.filter((e) => e.event !== 'error');
   for (let i = 1; i < dataEvents.length; i++) {
-    t.true(dataEvents[i]!.id > dataEvents[i - 1]!.id, `${path}: id ${dataEvents[i]!.id} after ${dataEvents[i - 1]!.id}`);
+    t.true(dataEvents[i].id > dataEvents[i - 1].id, `${path}: id ${dataEvents[i].id} after ${dataEvents[i - 1].id}`);
   }
   for (const e of got.filter((x) => x.event === 'error')) t.is(e.id, 0, `${path}: error events carry id 0`);
   for (const e of s.events.filter((x) => x.event === 'heartbeat')) t.deepEqual([e.id, e.data], [0, ''], `${path}: heartbeat frame`);
@@ -287,14 +287,14 @@ test('procwatcher appname=hello: no update for identical rewrites (F); G delete 
   const rec = recorded(P.procs).events;
   // The deviation is only legitimate if the original's F updates carried unchanged data (as a set).
   for (const id of AGENT_DIFFERS.find((d) => d.path === P.procs)!.originalIdsNotSent) {
-    t.is(asSet(P.procs, rec.find((e) => e.id === id)!.data), asSet(P.procs, rec[0]!.data), `original id ${id} only reordered the init data`);
+    t.is(asSet(P.procs, rec.find((e) => e.id === id)!.data), asSet(P.procs, rec[0].data), `original id ${id} only reordered the init data`);
   }
   t.deepEqual(got.map((e) => e.event), ['init', 'delete', 'update']);
   // §11 item 6: stable order, pod groups sorted by etcd key (hello.web.web < hello.worker.cron). The
   // original's init happened to be in that order, so the agent's bytes equal it exactly.
-  t.is(got[0]?.data, rec[0]!.data, 'init in etcd-key order: byte-identical to the recorded init');
+  t.is(got[0]?.data, rec[0].data, 'init in etcd-key order: byte-identical to the recorded init');
   t.is(got[1]?.data, rec.find((e) => e.event === 'delete')!.data, 'G: bytes');
-  t.is(got[2]?.data, rec[rec.length - 1]!.data, 'K (hello.web.web blanked): bytes');
+  t.is(got[2]?.data, rec[rec.length - 1].data, 'K (hello.web.web blanked): bytes');
   t.false(endedByServer.get(P.procs));
 });
 
@@ -302,11 +302,11 @@ test('containers nodename=node3: identical rewrites (F2) suppressed; the K updat
   const got = checkStream(t, P.containers);
   const rec = recorded(P.containers).events;
   for (const id of AGENT_DIFFERS.find((d) => d.path === P.containers)!.originalIdsNotSent) {
-    t.is(rec.find((e) => e.id === id)!.data, rec[0]!.data, `original id ${id} repeated the init data`);
+    t.is(rec.find((e) => e.id === id)!.data, rec[0].data, `original id ${id} repeated the init data`);
   }
   t.deepEqual(got.map((e) => e.event), ['init', 'update']);
-  t.is(got[0]?.data, rec[0]!.data, 'init: bytes');
-  t.is(got[1]?.data, rec[rec.length - 1]!.data, 'K (hello instance 3 on node3 loses its IP): bytes');
+  t.is(got[0]?.data, rec[0].data, 'init: bytes');
+  t.is(got[1]?.data, rec[rec.length - 1].data, 'K (hello instance 3 on node3 loses its IP): bytes');
   t.false(endedByServer.get(P.containers));
 });
 
@@ -330,7 +330,7 @@ test('nodes: H delete as recorded; the undecodable value of I sends nothing', (t
 
 test('depends: J delete with data {}', (t) => {
   const got = checkStream(t, P.depends);
-  t.deepEqual(got.map((e) => [e.event, e.event === 'init' ? e.data === recorded(P.depends).events[0]!.data : e.data]), [
+  t.deepEqual(got.map((e) => [e.event, e.event === 'init' ? e.data === recorded(P.depends).events[0].data : e.data]), [
     ['init', true],
     ['delete', '{}'],
   ]);

@@ -10,7 +10,7 @@ import { decodeNodeValue } from '../model/node.js';
 import { decodePodGroup, type PodGroup } from '../model/podgroup.js';
 import { AuthTableStore, type AuthTables } from './auth-tables.js';
 import { ContainerIndex } from './container-index.js';
-import type { ConfigEntry, ContainerEntry, DependsEntry, NodeEntry, PodGroupEntry } from './entries.js';
+import type { ConfigEntry, ContainerEntry, DependsEntry, NodeEntry } from './entries.js';
 import { KeyedIndex, type ReadonlyKeyedIndex } from './keyed-index.js';
 import { PodGroupIndex, type ReadonlyPodGroupIndex } from './podgroup-index.js';
 

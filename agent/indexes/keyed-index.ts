@@ -58,8 +58,8 @@ export class KeyedIndex<V> implements ReadonlyKeyedIndex<V> {
   keysWithPrefix(prefix: string): string[] {
     const keys = this.order.view();
     const out: string[] = [];
-    for (let i = this.order.lowerBound(prefix, compareUtf8); i < keys.length && keys[i]!.startsWith(prefix); i++) {
-      out.push(keys[i]!);
+    for (let i = this.order.lowerBound(prefix, compareUtf8); i < keys.length && keys[i].startsWith(prefix); i++) {
+      out.push(keys[i]);
     }
     return out;
   }

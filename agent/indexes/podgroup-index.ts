@@ -111,7 +111,7 @@ export class PodGroupIndex implements ReadonlyPodGroupIndex {
  */
 function sortedCopy<T>(items: T[], compare: (a: T, b: T) => number): T[] {
   for (let i = 1; i < items.length; i++) {
-    if (compare(items[i - 1]!, items[i]!) > 0) return items.sort(compare);
+    if (compare(items[i - 1], items[i]) > 0) return items.sort(compare);
   }
   return items;
 }

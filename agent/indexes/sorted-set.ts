@@ -80,7 +80,7 @@ export function lowerBound<T, P>(sorted: readonly T[], probe: P, cmp: (item: T, 
   let hi = sorted.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (cmp(sorted[mid]!, probe) < 0) lo = mid + 1;
+    if (cmp(sorted[mid], probe) < 0) lo = mid + 1;
     else hi = mid;
   }
   return lo;

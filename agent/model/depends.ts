@@ -71,5 +71,5 @@ export function decodeDepends(raw: string): DependsValue {
  */
 export function serviceNameOfPortal(portalKey: string): string {
   const parts = portalKey.split('.');
-  return parts.length > 3 ? parts.slice(0, -2).join('.') : parts[0]!;
+  return parts.length > 3 ? parts.slice(0, -2).join('.') : parts[0];
 }

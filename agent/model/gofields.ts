@@ -76,7 +76,7 @@ export function readArray(obj: JsonObject, name: string, path: string): unknown[
   const v = field(obj, name);
   if (v === undefined || v === null) return null;
   if (!Array.isArray(v)) throw mismatch(`${path}.${name}`, 'array', v);
-  return v;
+  return v as unknown[];
 }
 
 /** A []string field; `null` for a nil slice. A null element decodes to "" as in Go. */

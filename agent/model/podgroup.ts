@@ -132,7 +132,7 @@ function releaseVersion(env: readonly string[] | null): string {
   if (env === null) return '';
   for (const entry of env) {
     const parts = entry.split('=');
-    if (parts.length === 2 && parts[0] === RELEASE_VERSION) return parts[1]!;
+    if (parts.length === 2 && parts[0] === RELEASE_VERSION) return parts[1];
   }
   return '';
 }

@@ -8,7 +8,7 @@ interface Recorded { url: string; contentType: string; body: string }
 
 const [portArg, file] = process.argv.slice(2);
 const routes = new Map<string, { type: string; body: Buffer }>();
-for (const r of JSON.parse(readFileSync(file!, 'utf8')) as Recorded[]) routes.set(r.url, { type: r.contentType, body: Buffer.from(r.body, 'base64') });
+for (const r of JSON.parse(readFileSync(file, 'utf8')) as Recorded[]) routes.set(r.url, { type: r.contentType, body: Buffer.from(r.body, 'base64') });
 const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
   const r = routes.get(req.url ?? '');
   if (!r) { res.writeHead(404).end(); return; }

@@ -8,7 +8,7 @@ interface Recorded { url: string; contentType: string; body: string }
 
 const [portArg, file] = process.argv.slice(2);
 const routes = new Map<string, { type: string; body: Buffer }>();
-for (const r of JSON.parse(readFileSync(file!, 'utf8')) as Recorded[]) routes.set(r.url, { type: r.contentType, body: Buffer.from(r.body, 'base64') });
+for (const r of JSON.parse(readFileSync(file, 'utf8')) as Recorded[]) routes.set(r.url, { type: r.contentType, body: Buffer.from(r.body, 'base64') });
 uWS.App()
   .get('/*', (res, req) => {
     const q = req.getQuery();

@@ -25,7 +25,7 @@ function load(file: string, window?: Window): Loaded {
   let t = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
     t += p.timeDeltas[i] ?? 0;
-    if (t / 1000 >= window.fromMs && t / 1000 <= window.toMs) samples.push(p.samples[i]!);
+    if (t / 1000 >= window.fromMs && t / 1000 <= window.toMs) samples.push(p.samples[i]);
   }
   return { byId, parent, samples, msPerSample, totalMs: samples.length * msPerSample };
 }

@@ -65,7 +65,7 @@ export async function startEtcd(): Promise<EtcdServer> {
       `--listen-peer-urls=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster=bench=${peer}`,
       `--max-txn-ops=${MAX_TXN_OPS}`, `--max-request-bytes=${MAX_REQUEST_BYTES}`,
       '--logger=zap', '--log-outputs=stderr', '--log-level=warn',
-    ], { env: envWithoutEtcd() as Record<string, string> });
+    ], { env: envWithoutEtcd() });
     const p = proc;
     try {
       await waitFor(async () => {

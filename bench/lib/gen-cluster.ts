@@ -105,7 +105,7 @@ export function generateCluster(opts: GenOptions = {}): GeneratedCluster {
       if (!sampleApp && t.app === 'hello') sampleApp = app;
     }
   }
-  return { kvs, podGroups, apps: [...apps], bytes, containers, nodes: nodeCount, sampleApp: sampleApp || [...apps][0]! };
+  return { kvs, podGroups, apps: [...apps], bytes, containers, nodes: nodeCount, sampleApp: sampleApp || [...apps][0] };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

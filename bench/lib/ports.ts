@@ -21,5 +21,5 @@ export async function freePorts(n: number): Promise<number[]> {
 }
 
 export async function freePort(): Promise<number> {
-  return (await freePorts(1))[0]!;
+  return (await freePorts(1))[0];
 }

@@ -76,7 +76,7 @@ export async function waitFor(
   for (;;) {
     try { if (await condition()) return; } catch (e) { lastError = e; }
     if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}${lastError ? ` (last error: ${String(lastError)})` : ''}`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}${lastError ? ` (last error: ${lastError instanceof Error ? String(lastError) : JSON.stringify(lastError)})` : ''}`);
     }
     await sleep(intervalMs);
   }
@@ -223,7 +223,7 @@ export function countEstablished(port: number): number {
     for (const line of text.split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);
       if (cols.length < 4) continue;
-      if (cols[1]!.endsWith(`:${hex}`) && cols[3] === '01') n++;
+      if (cols[1].endsWith(`:${hex}`) && cols[3] === '01') n++;
     }
   }
   return n;
@@ -277,7 +277,7 @@ export function metricSum(text: string, name: string, labels: string[] = []): nu
 
 /** Whole-machine CPU counters from /proc/stat (jiffies), for "how busy was the machine". */
 export function readMachineCpu(): { busy: number; total: number } {
-  const first = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const first = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = first.reduce((a, b) => a + b, 0);
   const idle = (first[3] ?? 0) + (first[4] ?? 0);
   return { busy: total - idle, total };

@@ -14,20 +14,20 @@ export interface Summary {
 export function percentile(sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return NaN;
   const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
 export function summarize(values: ArrayLike<number>): Summary {
-  const sorted = Float64Array.from(values as ArrayLike<number>).sort();
+  const sorted = Float64Array.from(values).sort();
   let sum = 0;
   for (const v of sorted) sum += v;
   return {
     n: sorted.length,
-    min: sorted.length ? sorted[0]! : NaN,
+    min: sorted.length ? sorted[0] : NaN,
     p50: percentile(sorted, 50),
     p90: percentile(sorted, 90),
     p99: percentile(sorted, 99),
-    max: sorted.length ? sorted[sorted.length - 1]! : NaN,
+    max: sorted.length ? sorted[sorted.length - 1] : NaN,
     mean: sorted.length ? sum / sorted.length : NaN,
   };
 }

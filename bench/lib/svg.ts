@@ -135,12 +135,12 @@ export function lineChart(o: LineChartOptions): string {
   }
   body.push(...refLineSvg(y, o.refLines));
   o.series.forEach((s, i) => {
-    const color = PALETTE[i % PALETTE.length]!;
+    const color = PALETTE[i % PALETTE.length];
     const p = s.points.filter(([a, b]) => Number.isFinite(a) && Number.isFinite(b)).map(([a, b]) => `${x.map(a).toFixed(1)},${y.map(b).toFixed(1)}`);
     if (p.length > 1) body.push(`<polyline fill="none" stroke="${color}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="6 4"' : ''} points="${p.join(' ')}"/>`);
     for (const q of p) { const [cx, cy] = q.split(','); body.push(`<circle cx="${cx}" cy="${cy}" r="3.5" fill="${color}"/>`); }
   });
-  body.push(...legend(o.series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length]!, dashed: s.dashed }))));
+  body.push(...legend(o.series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length], dashed: s.dashed }))));
   return frame(o.title, o.xLabel, o.yLabel, body);
 }
 
@@ -154,7 +154,7 @@ export function barChart(o: BarChartOptions): string {
   o.categories.forEach((c, ci) => {
     const gx = M.left + ci * groupW + groupW * 0.1;
     o.series.forEach((s, si) => {
-      const v = s.values[ci]!;
+      const v = s.values[ci];
       if (!Number.isFinite(v)) return;
       const top = y.map(v);
       body.push(`<rect x="${(gx + si * barW).toFixed(1)}" y="${top.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(H - M.bottom - top).toFixed(1)}" fill="${PALETTE[si % PALETTE.length]}"/>`);
@@ -163,6 +163,6 @@ export function barChart(o: BarChartOptions): string {
     words.forEach((w, wi) => body.push(`<text x="${(gx + groupW * 0.4).toFixed(1)}" y="${H - M.bottom + 16 + wi * 13}" text-anchor="middle" font-size="11">${esc(w)}</text>`));
   });
   body.push(...refLineSvg(y, o.refLines));
-  body.push(...legend(o.series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length]! }))));
+  body.push(...legend(o.series.map((s, i) => ({ name: s.name, color: PALETTE[i % PALETTE.length] }))));
   return frame(o.title, '', o.yLabel, body);
 }

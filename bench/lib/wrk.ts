@@ -22,7 +22,7 @@ const TIME: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
 
 function parseTime(s: string | undefined): number {
   const m = /^([\d.]+)(us|ms|s|m)$/.exec(s ?? '');
-  return m ? Number(m[1]) * TIME[m[2]!]! : NaN;
+  return m ? Number(m[1]) * TIME[m[2]] : NaN;
 }
 
 export function parseWrk(out: string): WrkResult {
@@ -32,7 +32,7 @@ export function parseWrk(out: string): WrkResult {
   const lat = (p: string) => parseTime(new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(out)?.[1]);
   return {
     requestsPerSec: rps ? Number(rps[1]) : NaN,
-    transferBytesPerSec: tr ? Number(tr[1]) * UNIT[tr[2]!]! : NaN,
+    transferBytesPerSec: tr ? Number(tr[1]) * UNIT[tr[2]] : NaN,
     requests: total ? Number(total[1]) : 0,
     latencyP50Ms: lat('50'),
     latencyP99Ms: lat('99'),

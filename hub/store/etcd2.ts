@@ -288,7 +288,7 @@ export class Etcd2Store implements Store {
     return { status, index, body };
   }
 
-  private endpoint(): string { return this.endpoints[this.active]!; }
+  private endpoint(): string { return this.endpoints[this.active]; }
 
   /** Moves on to the next endpoint, unless another request has done so already. */
   private failed(endpoint: string): void {

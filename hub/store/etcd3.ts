@@ -106,7 +106,7 @@ export class Etcd3Store implements Store {
       if (changes.length > 0) {
         // The header's revision may be past the last event (etcd sends a long backlog in
         // batches, each with the current revision): only the events say how far we are.
-        cursor = Math.max(cursor, changes[changes.length - 1]!.revision);
+        cursor = Math.max(cursor, changes[changes.length - 1].revision);
         handlers.onChanges(changes);
       }
       // An event-less response is a progress notification, which should mean that everything

@@ -88,6 +88,6 @@ export class MemoryStore implements Store {
       if (puts.length > 0 || dels.length > 0) mine.push({ revision: c.revision, puts, dels });
     }
     if (mine.length > 0) w.handlers.onChanges(mine);
-    else if (changes.length > 0) w.handlers.onProgress(changes[changes.length - 1]!.revision);
+    else if (changes.length > 0) w.handlers.onProgress(changes[changes.length - 1].revision);
   }
 }

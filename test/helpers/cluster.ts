@@ -59,10 +59,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       return { proc, port, url: `ws://127.0.0.1:${port}`, args };
     };
     const hubs: RunningHub[] = [];
-    for (let i = 0; i < nHubs; i++) hubs.push(await startHubAt(ports[i]!));
+    for (let i = 0; i < nHubs; i++) hubs.push(await startHubAt(ports[i]));
     const agents: RunningAgent[] = [];
     for (let i = 0; i < nAgents; i++) {
-      const port = ports[nHubs + i]!;
+      const port = ports[nHubs + i];
       // Short silence and backoff bounds keep failover tests quick and steady on a loaded machine.
       const args = ['-web', `127.0.0.1:${port}`, '-hub', hubs.map((h) => h.url).join(','), '-silence-timeout', '1500', '-reconnect-max', '2000', ...(opts.agentArgs?.(i) ?? ['-ip', '127.0.0.1', '-hostname', 'node1'])];
       const proc = startAgent(args);

@@ -61,7 +61,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
   try {
     for (let attempt = 1; ; attempt++) {
       const [clientPort, peerPort] = await freePorts(2);
-      const server = new EtcdProcess(tempDir, clientPort!, peerPort!, opts);
+      const server = new EtcdProcess(tempDir, clientPort, peerPort, opts);
       try {
         await server.start();
         return server;
@@ -290,7 +290,7 @@ function v2KeyUrl(server: EtcdServer, key: string, query: Record<string, boolean
   const encodedKey = key.replace(/^\/+/, '').split('/').map(encodeURIComponent).join('/');
   const params = new URLSearchParams();
   for (const [name, enabled] of Object.entries(query)) if (enabled) params.set(name, 'true');
-  const search = params.toString() === '' ? '' : `?${params}`;
+  const search = params.toString() === '' ? '' : `?${params.toString()}`;
   return `${server.url}/v2/keys/${encodedKey}${search}`;
 }
 

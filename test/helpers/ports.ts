@@ -17,7 +17,7 @@ function close(server: net.Server): Promise<void> {
 /** A loopback TCP port that was free a moment ago (the kernel picked it). */
 export async function freePort(): Promise<number> {
   const [port] = await freePorts(1);
-  return port!;
+  return port;
 }
 
 /**

@@ -88,7 +88,7 @@ export async function waitFor(
       lastError = error;
     }
     if (Date.now() >= deadline) {
-      const cause = lastError === undefined ? '' : ` (last error: ${String(lastError)})`;
+      const cause = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? String(lastError) : JSON.stringify(lastError)})`;
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}${cause}`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
@@ -157,7 +157,7 @@ export function startNodeProgram(name: string, script: string, args: string[], o
     if (recentLines.length > RETAINED_OUTPUT_LINES) recentLines.shift();
     for (const watcher of lineWatchers) watcher(line);
   };
-  for (const stream of [child.stdout!, child.stderr!]) {
+  for (const stream of [child.stdout, child.stderr]) {
     let partialLine = '';
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => {
@@ -414,7 +414,7 @@ class IncomingEventStream implements EventStream {
   }
 
   waitFor(predicate: (event: SseEvent) => boolean, timeoutMs = DEFAULT_WAIT_MS): Promise<SseEvent> {
-    return this.waitUntil(() => this.events.find(predicate), timeoutMs, `an event matching ${predicate}`);
+    return this.waitUntil(() => this.events.find(predicate), timeoutMs, `an event matching ${predicate.toString()}`);
   }
 
   waitForEnd(timeoutMs = DEFAULT_WAIT_MS): Promise<void> {

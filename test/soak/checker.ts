@@ -141,7 +141,7 @@ export class StreamCheck {
     private readonly findings: Findings,
   ) {}
 
-  private get subject(): string { return `${this.agent.name} stream ${VIEWS[this.view]!.name}`; }
+  private get subject(): string { return `${this.agent.name} stream ${VIEWS[this.view].name}`; }
 
   /** A new connection, answered by incarnation `incarnation` of the agent. */
   opened(incarnation: number): void {
@@ -193,7 +193,7 @@ export class StreamCheck {
    */
   drain(final: boolean): void {
     while (this.pending.length) {
-      const e = this.pending[0]!;
+      const e = this.pending[0];
       if ('resetToRevision' in e) {
         this.cursor = Math.max(0, this.history.indexAt(e.resetToRevision));
         this.pending.shift();
@@ -236,16 +236,16 @@ export class ServedStateCheck {
 
   drain(final: boolean): void {
     for (let i = 0; i < this.pending.length;) {
-      const g = this.pending[i]!;
+      const g = this.pending[i];
       if (!final && g.revision >= this.history.lastRevision) { i++; continue; }
       this.pending.splice(i, 1);
       this.checked++;
-      const name = VIEWS[g.view]!.name;
+      const name = VIEWS[g.view].name;
       const subject = `${g.agent.name} GET ${name}`;
       if (g.status !== 200) { this.findings.add('get-status', subject, `answered ${g.status} at revision ${g.revision}`); continue; }
       const at = this.history.indexAt(g.revision);
       if (at < 0) { this.findings.add('served-state', subject, `revision ${g.revision} is before the seed`); continue; }
-      const want = this.history.fps[g.view]![at]!;
+      const want = this.history.fps[g.view][at];
       if (g.fp === want) continue;
       const other = g.fp === undefined ? -1 : this.history.lastMatchBefore(g.view, g.fp, this.history.length);
       this.findings.add('served-state', subject, `at /debug revision ${g.revision} the answer is not the view of ${this.history.describe(at)} (differs in ${this.history.diffAgainst(g.view, at, g.body)}); ${other >= 0 ? `it is the view of ${this.history.describe(other)}` : 'etcd never had that value'} (incarnation ${g.incarnation}, on ${g.agent.hub})`);

@@ -52,7 +52,7 @@ export class History {
   /** fps[v][i]: fingerprint of VIEWS[v] after operation i. */
   readonly fps: string[][] = VIEWS.map(() => []);
   /** Per view: fingerprint → the operation indices whose result has it (ascending). */
-  private readonly where: Array<Map<string, number[]>> = VIEWS.map(() => new Map());
+  private readonly where: Array<Map<string, number[]>> = VIEWS.map(() => new Map<string, number[]>());
   private readonly listeners: Array<() => void> = [];
 
   constructor(seed: State, seedRevision: number) {
@@ -62,7 +62,7 @@ export class History {
   }
 
   get length(): number { return this.revisions.length; }
-  get lastRevision(): number { return this.revisions[this.revisions.length - 1]!; }
+  get lastRevision(): number { return this.revisions[this.revisions.length - 1]; }
 
   onRecord(listener: () => void): void { this.listeners.push(listener); }
 
@@ -87,11 +87,11 @@ export class History {
     this.stateHash.reset(this.state);
     this.hashes.push(this.stateHash.value);
     VIEWS.forEach((view, v) => {
-      const fp = touched && !touched.has(view.range) ? this.fps[v]![i - 1]! : fingerprint(view.compute(this.state));
-      this.fps[v]!.push(fp);
-      const list = this.where[v]!.get(fp);
+      const fp = touched && !touched.has(view.range) ? this.fps[v][i - 1] : fingerprint(view.compute(this.state));
+      this.fps[v].push(fp);
+      const list = this.where[v].get(fp);
       if (list) list.push(i);
-      else this.where[v]!.set(fp, [i]);
+      else this.where[v].set(fp, [i]);
     });
   }
 
@@ -99,10 +99,10 @@ export class History {
   indexAt(revision: number): number {
     let lo = 0;
     let hi = this.revisions.length - 1;
-    if (revision < this.revisions[0]!) return -1;
+    if (revision < this.revisions[0]) return -1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (this.revisions[mid]! <= revision) lo = mid;
+      if (this.revisions[mid] <= revision) lo = mid;
       else hi = mid - 1;
     }
     return lo;
@@ -110,21 +110,21 @@ export class History {
 
   /** The first operation index ≥ from whose view value has fingerprint fp, or -1. */
   firstMatch(view: number, fp: string, from: number): number {
-    const list = this.where[view]!.get(fp);
+    const list = this.where[view].get(fp);
     if (!list) return -1;
     let lo = 0;
     let hi = list.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (list[mid]! < from) lo = mid + 1;
+      if (list[mid] < from) lo = mid + 1;
       else hi = mid;
     }
-    return lo < list.length ? list[lo]! : -1;
+    return lo < list.length ? list[lo] : -1;
   }
 
   /** The last operation index < before whose view value has fingerprint fp, or -1. */
   lastMatchBefore(view: number, fp: string, before: number): number {
-    const list = this.where[view]!.get(fp);
+    const list = this.where[view].get(fp);
     if (!list) return -1;
     let best = -1;
     for (const i of list) { if (i < before) best = i; else break; }
@@ -135,14 +135,14 @@ export class History {
   stateAt(i: number): State | undefined {
     if (i < this.base.index) return undefined;
     const state = new Map(this.base.state);
-    for (let k = this.base.index + 1; k <= i && k - this.base.index - 1 < this.recentOps.length; k++) applyOp(state, this.recentOps[k - this.base.index - 1]!);
+    for (let k = this.base.index + 1; k <= i && k - this.base.index - 1 < this.recentOps.length; k++) applyOp(state, this.recentOps[k - this.base.index - 1]);
     return state;
   }
 
   /** The value of VIEWS[view] after operation i (for reports only). */
   viewAt(view: number, i: number): unknown {
     const state = this.stateAt(i);
-    return state && VIEWS[view]!.compute(state);
+    return state && VIEWS[view].compute(state);
   }
 
   /** The diffKeys() between the view after operation i and `have` (for reports). */

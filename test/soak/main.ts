@@ -12,7 +12,7 @@ function usage(): never {
 function parseArgs(argv: string[]) {
   const out: { seconds: number; seed: number; convergeMs: number; verbose: boolean; kinds?: string[] } = { seconds: 60, seed: Math.floor(Math.random() * 2 ** 31), convergeMs: 30_000, verbose: false };
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
+    const arg = argv[i];
     const [name, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
     const value = () => {
       const v = inline ?? argv[++i];

@@ -57,8 +57,8 @@ let templates: { pod: Json; shared: Json } | undefined;
 function template(): { pod: Json; shared: Json } {
   if (!templates) {
     const kvs = readReferenceJson<{ kvs: Record<string, string> }>('fixtures/cluster-small.json').kvs;
-    const pod = JSON.parse(kvs['/lain/deployd/pod_groups/console/console.web.web']!) as Json;
-    const depends = JSON.parse(kvs['/lain/deployd/depends/pods/redis-service.portal.portal-redis']!) as Json;
+    const pod = JSON.parse(kvs['/lain/deployd/pod_groups/console/console.web.web']) as Json;
+    const depends = JSON.parse(kvs['/lain/deployd/depends/pods/redis-service.portal.portal-redis']) as Json;
     const firstNode = Object.values(depends)[0] as Json;
     templates = { pod, shared: Object.values(firstNode)[0] as Json };
   }
@@ -201,7 +201,7 @@ function sub(kind: string, state: State, rng: Rng): SubOp {
     case 'del-config-group': return { type: 'delprefix', prefix: CONFIG + CONFIG_GROUP };
     case 'put-pod': { const key = rng.pick(POD_KEYS); return { type: 'put', key, value: valueFor(key, rng) }; }
     case 'rewrite-pod': { const key = pickOr(existing(POD_KEYS), [PODS + ANCHOR]); return state.has(key) ? { type: 'put', key, value: state.get(key)! } : { type: 'put', key, value: valueFor(key, rng) }; }
-    case 'del-pod': return { type: 'del', key: pickOr(existing(POD_KEYS.filter((k) => k !== PODS + ANCHOR)), [POD_KEYS[1]!]) };
+    case 'del-pod': return { type: 'del', key: pickOr(existing(POD_KEYS.filter((k) => k !== PODS + ANCHOR)), [POD_KEYS[1]]) };
     case 'del-app': return { type: 'delprefix', prefix: `${PODS}${rng.pick(APPS)}/` };
     case 'put-depends': { const key = rng.pick(DEPENDS_KEYS); return { type: 'put', key, value: valueFor(key, rng) }; }
     case 'del-depends': return { type: 'del', key: pickOr(existing(DEPENDS_KEYS), DEPENDS_KEYS) };
@@ -297,7 +297,7 @@ const specEnvVersion = (env: string[] | null): string => {
   for (const e of env ?? []) {
     if (!e.startsWith('LAIN_APP_RELEASE_VERSION=')) continue;
     const parts = e.split('=');
-    if (parts.length === 2) return parts[1]!;
+    if (parts.length === 2) return parts[1];
   }
   return '';
 };
@@ -448,7 +448,7 @@ export const REFERENCE_PATHS = [
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (v !== null && typeof v === 'object') {
-    const keys = Object.keys(v as object).sort();
+    const keys = Object.keys(v).sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical((v as Json)[k])}`).join(',')}}`;
   }
   return JSON.stringify(v);

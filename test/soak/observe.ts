@@ -69,14 +69,14 @@ export class StreamObserver {
       this.check.closed();
       if (outcome === 'ended' && this.running && proc.state === 'up' && !proc.leaving && proc.incarnation === incarnation) {
         this.unexpectedCloses++;
-        this.findings.add('stream-closed', `${this.record.name} stream ${VIEWS[this.check.view]!.name}`, `the agent closed the stream while it was up (incarnation ${incarnation})`);
+        this.findings.add('stream-closed', `${this.record.name} stream ${VIEWS[this.check.view].name}`, `the agent closed the stream while it was up (incarnation ${incarnation})`);
       }
       await sleep(outcome === 'refused' ? 100 : 50);
     }
   }
 
   private connectOnce(incarnation: number): Promise<'ended' | 'refused' | 'stale'> {
-    const view = VIEWS[this.check.view]!;
+    const view = VIEWS[this.check.view];
     const url = `${this.base}${view.path}${view.path.includes('?') ? '&' : '?'}watch=1${this.check.view % 3 === 0 ? '&heartbeat=1' : ''}`;
     return new Promise((resolve) => {
       let settled = false;
@@ -156,10 +156,10 @@ export class AgentPoller {
     const first = await debugOf(this.base);
     if (!same()) return;
     this.record.observeDebug(first, this.findings);
-    const answer = await httpGet(`${this.base}${VIEWS[view]!.path}`, { timeoutMs: REQUEST_TIMEOUT_MS });
+    const answer = await httpGet(`${this.base}${VIEWS[view].path}`, { timeoutMs: REQUEST_TIMEOUT_MS });
     if (!same()) return;
     if (answer.status === 503) {
-      if (this.record.mustHaveState()) this.findings.add('503-with-state', `${this.record.name} GET ${VIEWS[view]!.name}`, `503 (${answer.body.slice(0, 100)}) in incarnation ${incarnation}, which had state (from a hub or its state file)`);
+      if (this.record.mustHaveState()) this.findings.add('503-with-state', `${this.record.name} GET ${VIEWS[view].name}`, `503 (${answer.body.slice(0, 100)}) in incarnation ${incarnation}, which had state (from a hub or its state file)`);
       return;
     }
     const second = await debugOf(this.base);

@@ -48,7 +48,7 @@ export class Rng {
 
   pick<T>(items: readonly T[]): T {
     if (items.length === 0) throw new Error('pick from an empty list');
-    return items[Math.floor(this.float() * items.length)]!;
+    return items[Math.floor(this.float() * items.length)];
   }
 
   /** One of the keys of `weights`, with probability proportional to its weight. */
@@ -60,7 +60,7 @@ export class Rng {
       x -= w;
       if (x < 0) return k;
     }
-    return entries[entries.length - 1]![0];
+    return entries[entries.length - 1][0];
   }
 
   hex(n: number): string {

@@ -44,7 +44,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function timeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
-    p.then((v) => { clearTimeout(timer); resolve(v); }, (e: unknown) => { clearTimeout(timer); reject(e); });
+    p.then((v) => { clearTimeout(timer); resolve(v); }, (e: Error) => { clearTimeout(timer); reject(e); });
   });
 }
 
@@ -113,7 +113,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const hubPorts = await freePorts(nHubs);
     const hubExtra = [[], ['--history-count', '30'], ['--history-bytes', '300000', '--history-prefill', '100']];
     const hubs = hubPorts.map((port, i) => new ManagedProc(`hub${i}`, 'hub', port, [
-      '--etcd', `127.0.0.1:${etcdLinks[i]!.port}`, '--listen', `127.0.0.1:${port}`,
+      '--etcd', `127.0.0.1:${etcdLinks[i].port}`, '--listen', `127.0.0.1:${port}`,
       '--progress-interval', '500', '--shutdown-spread', '500', ...(hubExtra[i % hubExtra.length] ?? []),
     ], onUnexpectedExit));
     procs.push(...hubs);
@@ -125,13 +125,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const hubLinks: FaultProxy[][] = [];
     for (let j = 0; j < nAgents; j++) {
       const links: FaultProxy[] = [];
-      for (let i = 0; i < nHubs; i++) links.push(await startProxy(hubPorts[i]!));
+      for (let i = 0; i < nHubs; i++) links.push(await startProxy(hubPorts[i]));
       hubLinks.push(links);
       proxies.push(...links);
     }
     const agentPorts = await freePorts(nAgents);
     const agents = agentPorts.map((port, j) => new ManagedProc(`agent${j}`, 'agent', port, [
-      '-web', `127.0.0.1:${port}`, '-hub', hubLinks[j]!.map((p) => `ws://127.0.0.1:${p.port}`).join(','),
+      '-web', `127.0.0.1:${port}`, '-hub', hubLinks[j].map((p) => `ws://127.0.0.1:${p.port}`).join(','),
       '-ip', '127.0.0.1', '-hostname', 'node1', '-state-dir', path.join(tempDir, `agent${j}`),
       '-silence-timeout', '1500', '-reconnect-max', '2000',
     ], onUnexpectedExit));
@@ -139,7 +139,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     for (const a of agents) a.start();
     const base = (a: ManagedProc) => `http://127.0.0.1:${a.port}`;
     for (const a of agents) {
-      await waitFor(async () => { const d = await debugOf(base(a)); return d.hasState && d.revision >= history.revisions[0]!; }, { timeoutMs: 20_000, message: `${a.name} synced:\n${a.output()}` });
+      await waitFor(async () => { const d = await debugOf(base(a)); return d.hasState && d.revision >= history.revisions[0]; }, { timeoutMs: 20_000, message: `${a.name} synced:\n${a.output()}` });
     }
 
     // Observers and the checker.
@@ -150,11 +150,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     for (const r of records) r.hubName = (address) => linkNames.get(address.replace(/\/$/, '')) ?? address;
     const served = new ServedStateCheck(history, findings);
     const streams: StreamObserver[] = [];
-    records.forEach((r, j) => VIEWS.forEach((_, v) => streams.push(new StreamObserver(r, base(agents[j]!), new StreamCheck(r, v, history, findings), findings))));
-    const pollers = records.map((r, j) => new AgentPoller(r, base(agents[j]!), served, findings, 150));
+    records.forEach((r, j) => VIEWS.forEach((_, v) => streams.push(new StreamObserver(r, base(agents[j]), new StreamCheck(r, v, history, findings), findings))));
+    const pollers = records.map((r, j) => new AgentPoller(r, base(agents[j]), served, findings, 150));
     // Per hub: a tap that stays connected (the live delta stream) and one that resumes every
     // couple of seconds from its revision (the hub's answer to a hello at r).
-    const taps = hubs.flatMap((h) => [0, 2000].map((hop) => new HubTap(h, history, (i) => history.hashes[i]!, findings, hop)));
+    const taps = hubs.flatMap((h) => [0, 2000].map((hop) => new HubTap(h, history, (i) => history.hashes[i], findings, hop)));
     history.onRecord(() => {
       for (const s of streams) s.check.drain(false);
       served.drain(false);
@@ -178,14 +178,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       if (etcdDown) return;
       try {
         await timeout(compact(etcd!), 5000, 'compaction');
-        extra.compactions!++;
+        extra.compactions++;
       } catch { /* etcd went away meanwhile */ }
     };
     const link = (target: string): FaultProxy => {
       const m = /^etcd-link(\d+)$/.exec(target);
-      if (m) return etcdLinks[Number(m[1])]!;
+      if (m) return etcdLinks[Number(m[1])];
       const n = /^hub-link(\d+)\.(\d+)$/.exec(target)!;
-      return hubLinks[Number(n[1])]![Number(n[2])]!;
+      return hubLinks[Number(n[1])][Number(n[2])];
     };
     const proc = (target: string) => procs.find((p) => p.name === target)!;
     const restart = async (p: ManagedProc) => {
@@ -261,14 +261,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         }
         case 'etcd-link-delay': case 'hub-link-delay': {
           const p = link(e.target);
-          p.delay(e.params[0]!);
+          p.delay(e.params[0]);
           await sleep(d);
           p.delay(0);
           return true;
         }
         case 'etcd-link-throttle': case 'hub-link-throttle': {
           const p = link(e.target);
-          p.throttle(e.params[0]!);
+          p.throttle(e.params[0]);
           await sleep(d);
           p.throttle(0);
           return true;
@@ -296,7 +296,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
             }
             await etcd!.restart();
           } catch (error) {
-            findings.add('etcd', 'restart', (error as Error).message.split('\n')[0]!);
+            findings.add('etcd', 'restart', (error as Error).message.split('\n')[0]);
           } finally {
             etcdDown = false;
           }
@@ -322,7 +322,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     // Convergence: every agent at etcd's final state, on GET and on every open stream.
     const finalRevision = history.lastRevision;
     const last = history.length - 1;
-    const finalFps = VIEWS.map((_, v) => history.fps[v]![last]!);
+    const finalFps = VIEWS.map((_, v) => history.fps[v][last]);
     const lagging = async (): Promise<string[]> => {
       const out: string[] = [];
       for (const [j, a] of agents.entries()) {
@@ -338,8 +338,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
             }
           }
           for (const s of streams.slice(j * VIEWS.length, (j + 1) * VIEWS.length)) {
-            if (!s.check.connected) out.push(`${a.name} stream ${VIEWS[s.check.view]!.name}: not connected`);
-            else if (s.check.latestFp !== finalFps[s.check.view]) out.push(`${a.name} stream ${VIEWS[s.check.view]!.name}: last event is not the final state`);
+            if (!s.check.connected) out.push(`${a.name} stream ${VIEWS[s.check.view].name}: not connected`);
+            else if (s.check.latestFp !== finalFps[s.check.view]) out.push(`${a.name} stream ${VIEWS[s.check.view].name}: last event is not the final state`);
           }
         } catch (error) {
           out.push(`${a.name}: ${(error as Error).message}`);
@@ -350,7 +350,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     let behind: string[] = [];
     const convergeStart = Date.now();
     await waitFor(async () => (behind = await lagging()).length === 0, { timeoutMs: convergeMs, intervalMs: 250 }).catch(() => {
-      for (const line of behind) findings.add('no-convergence', line.split(':')[0]!, `${line.slice(line.indexOf(':') + 2)} — ${convergeMs / 1000} s after the writer stopped and every fault was healed`);
+      for (const line of behind) findings.add('no-convergence', line.split(':')[0], `${line.slice(line.indexOf(':') + 2)} — ${convergeMs / 1000} s after the writer stopped and every fault was healed`);
     });
     const convergedIn = Date.now() - convergeStart;
 

@@ -141,7 +141,7 @@ export class HubTap {
 
   drain(final: boolean): void {
     while (this.pending.length) {
-      const c = this.pending[0]!;
+      const c = this.pending[0];
       if (!final && c.revision >= this.history.lastRevision) return;
       this.pending.shift();
       const at = this.history.indexAt(c.revision);

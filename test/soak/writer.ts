@@ -13,7 +13,7 @@ const CALL_DEADLINE_MS = 3000;
 
 function prefixEnd(prefix: string): Buffer {
   const b = Buffer.from(prefix);
-  b[b.length - 1]! += 1;
+  b[b.length - 1] += 1;
   return b;
 }
 
@@ -26,7 +26,7 @@ function requestOf(s: SubOp): IRequestOp {
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    p.then((v) => { clearTimeout(timer); resolve(v); }, (e: unknown) => { clearTimeout(timer); reject(e); });
+    p.then((v) => { clearTimeout(timer); resolve(v); }, (e: Error) => { clearTimeout(timer); reject(e); });
   });
 }
 
@@ -124,7 +124,7 @@ export class Writer {
         const response = await withTimeout(this.client.kv.range({ key: Buffer.from(MARKER_KEY) }), CALL_DEADLINE_MS + 500, 'counter read');
         const kv = response.kvs[0];
         const value = kv ? kv.value.toString() : '';
-        if (value === String(op.id)) return Number(kv!.mod_revision);
+        if (value === String(op.id)) return Number(kv.mod_revision);
         if (value === String(this.lastId)) return undefined;
         throw new Error(`soak internal: counter is ${JSON.stringify(value)}, expected ${this.lastId} or ${op.id}`);
       } catch (error) {

@@ -18,7 +18,7 @@ export function queryUnescape(s: string): string | undefined {
     } else if (ch === 0x2b /* + */) {
       bytes.push(0x20);
     } else {
-      for (const b of Buffer.from(s[i]!, 'utf8')) bytes.push(b);
+      for (const b of Buffer.from(s[i], 'utf8')) bytes.push(b);
     }
   }
   return Buffer.from(bytes).toString('utf8');
