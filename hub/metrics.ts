@@ -29,6 +29,7 @@ export function hubMetrics() {
   counter('lainlet_hub_wait_timeouts_total', 'agents sent away after waiting too long for this hub (not current, or behind them)', (h) => h.server.counters.waitTimeouts);
   counter('lainlet_hub_total_backpressure_disconnects_total', 'agents disconnected because all agents together had too much queued', (h) => h.server.counters.totalBackpressureDisconnects);
   counter('lainlet_hub_store_resets_total', 'times the store history was found reset (etcd restored from an older backup or rebuilt)', (h) => h.state.resets);
+  counter('lainlet_hub_store_corrections_total', 'lists of the present that found the hub state wrong at its own revision (the store watch missed a change); each sends every agent a snapshot', (h) => h.state.corrections);
   counter('lainlet_hub_reset_snapshots_sent_total', 'reset snapshots sent to agents whose state was from another store history', (h) => h.server.counters.resetSnapshots);
   counter('lainlet_hub_store_revision_reads_total', 'reads of the store revision (reset detection, agents ahead)', (h) => h.sync.probes);
   counter('lainlet_hub_store_relists_total', 'times the hub listed the store (first load and after a lost watch)', (h) => h.sync.relists);

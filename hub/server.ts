@@ -161,6 +161,7 @@ export class HubServer {
       onDelta: (frame) => this.publishDelta(frame),
       onProgress: (rev, stale) => this.publishProgress(rev, stale),
       onReset: () => this.resetAll(),
+      onCorrected: () => this.resendAll(),
     });
   }
 
@@ -381,6 +382,20 @@ export class HubServer {
       this.waiting.delete(ws);
       if (!this.isCurrent()) { this.wait(ws, 'store reset; the hub is not current yet'); continue; }
       this.startCatchup(ws, true);
+    }
+  }
+
+  /**
+   * The state was corrected at its own revision (HubState.correct): every connected agent holds
+   * the uncorrected state at a revision now marked unknown, so its catch-up starts over — with a
+   * snapshot (not a reset one: the history is the same, only our copy of it was wrong).
+   */
+  private resendAll(): void {
+    for (const ws of [...this.conns]) {
+      const conn = ws.getUserData();
+      if (conn.phase === 'hello' || conn.phase === 'closed' || conn.phase === 'waiting') continue;
+      if (conn.phase === 'live') { ws.unsubscribe(TOPIC); this.liveCount--; }
+      this.startCatchup(ws);
     }
   }
 

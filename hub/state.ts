@@ -27,6 +27,11 @@ export interface StateListener {
    * every agent holds state from the old history and must be sent a reset snapshot.
    */
   onReset(rev: number): void;
+  /**
+   * A list at our own revision showed the state wrong (the store's watch missed a change; see
+   * replaceAll): no delta can carry that, so every connected agent is sent a snapshot again.
+   */
+  onCorrected?(rev: number): void;
 }
 
 export class HubState {
@@ -124,17 +129,22 @@ export class HubState {
       this.listener?.onProgress(revision, this.stale);
       return;
     }
-    if (revision <= this.revision) {
-      // The list is not newer than what we hold: the watch, running while the list was in
-      // flight, has applied later revisions already. Nothing to tell. (A list that is older
-      // because the store's history went back is a reset, which StoreSync detects by
-      // comparing with the revision we had before the list was sent, and calls reset() for.)
+    if (revision < this.revision) {
+      // The list is older than what we hold: the watch has applied later revisions already,
+      // and this list cannot say which of our keys are wrong. StoreSync holds the watch's
+      // changes back while it lists, so this is only a list that lost a race with a re-list.
+      // (A list that is older because the store's history went back is a reset, which
+      // StoreSync detects by comparing with the revision we had before the list was sent.)
       return;
     }
     const puts: Array<[string, string]> = [];
     const dels: string[] = [];
     for (const [k, v] of next) if (this.entries.get(k) !== v) puts.push([k, v]);
     for (const k of this.entries.keys()) if (!next.has(k)) dels.push(k);
+    if (revision === this.revision) {
+      if (puts.length > 0 || dels.length > 0) this.correct(revision, puts, dels);
+      return;
+    }
     // The list jumped from our revision to `revision` without seeing what happened in between:
     // an agent at a revision inside that span (it came from a hub that saw it) may hold keys
     // created and deleted in it, which the difference published now does not mention. Noted
@@ -228,6 +238,27 @@ export class HubState {
     this.history.push({ prev, rev, frame: bytes });
     this.deltasPublished++;
     this.listener?.onDelta(bytes, prev, rev);
+  }
+
+  /** Lists at our own revision that found the state wrong (see correct). */
+  corrections = 0;
+
+  /**
+   * The store listed, at the very revision we hold, another state than ours: its watch missed a
+   * change (seen with etcd 3.4 re-creating watches while it recovered from SIGKILL). Agents at
+   * this revision hold the same wrong state and would ignore a delta that does not move the
+   * revision, so: the state is corrected in place; every revision up to this one is marked
+   * unknown (a gap), so that an agent resuming from any of them gets a snapshot, never the old
+   * history; and the fan-out sends every connected agent a snapshot now.
+   */
+  private correct(rev: number, puts: Array<[string, string]>, dels: string[]): void {
+    for (const k of dels) this.entries.delete(k);
+    for (const [k, v] of puts) this.entries.set(k, v);
+    this.corrections++;
+    this.snapshotCache = undefined;
+    this.resetSnapshotCache = undefined;
+    this.noteGap(0, rev + 1);
+    this.listener?.onCorrected?.(rev);
   }
 
   /**

@@ -10,7 +10,7 @@
 import type { Logger } from '../shared/log.js';
 import { Backoff } from '../shared/backoff.js';
 import type { HubState } from './state.js';
-import { CompactedError, type ListResult, type Store, type StoreWatch } from './store/types.js';
+import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch } from './store/types.js';
 
 export interface StoreSyncOptions {
   /** How many store revisions of history a starting hub replays (0 = none). */
@@ -158,9 +158,10 @@ export class StoreSync {
       first ? 'store listed' : 'store re-listed; difference published');
     this.watch = await this.store.watch(this.prefix, this.state.revision, {
       onChanges: (changes) => {
+        if (this.held) { for (const c of changes) this.held.push(c); return; }
         for (const c of changes) this.state.apply(c);
       },
-      onProgress: (rev) => this.state.advance(rev),
+      onProgress: (rev) => { if (!this.held) this.state.advance(rev); },
       onLost: (reason) => {
         this.watch = undefined; // dead already; nothing to cancel
         this.log.warn({ reason, revision: this.state.revision }, 'store watch lost; listing again');
@@ -252,24 +253,50 @@ export class StoreSync {
     }, wait);
   }
 
+  /**
+   * The watch's changes that arrived while a list of the present was in flight, applied once
+   * the list is: the list's revision is then never behind the state, so the difference it
+   * shows is exactly what the watch missed. (Were they applied at once, a busy store would
+   * move the state past the list's revision before it arrived, and a list that cannot be
+   * compared would have to be thrown away — with it the repair of a missed delete.)
+   */
+  private held?: RevisionChange[];
+
+  private releaseHeld(): void {
+    const held = this.held;
+    this.held = undefined;
+    if (held) for (const c of held) this.state.apply(c);
+  }
+
   private async runPresentList(why: string): Promise<void> {
     this.lastPresentListAt = Date.now();
     const before = this.state.revision;
+    this.held = [];
     try {
       const listed = await this.store.list(this.prefix);
       if (this.stopped) return;
       const why = this.resetReason(listed, before);
       if (why !== undefined) {
+        // Another history: the re-list that follows replaces everything; what the watch sent
+        // meanwhile belongs to whichever history it was on, and is not worth keeping.
+        this.held = undefined;
         this.listingPresent = false;
         this.storeReset(why);
         return;
       }
+      const corrections = this.state.corrections;
       this.state.replaceAll(listed.revision, listed.kvs);
+      if (this.state.corrections !== corrections) {
+        this.log.error({ revision: listed.revision, why },
+          'the store listed another state than ours at our own revision: its watch missed a change; corrected, and every agent is sent a snapshot');
+      }
+      this.releaseHeld();
       this.presentBackoff.reset();
       this.log.info({ revision: this.state.revision, why }, 'listed the present');
       this.listingPresent = false;
       this.becomeCurrent();
     } catch (err) {
+      this.releaseHeld();
       this.listingPresent = false;
       this.lastError = (err as Error).message;
       if (this.current || this.stopped) {
