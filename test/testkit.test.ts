@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { currentRevision, putAll, startEtcd } from '../testkit/etcd.js';
+import { currentRevision, putAll, startEtcd, v2Put } from '../testkit/etcd.js';
 import { httpGet } from '../testkit/http.js';
 import { metricSum, metricValue } from '../testkit/metrics.js';
 import { AGENT_SCRIPT, BENCH_LIB, DIST, HUB_SCRIPT, REPO_ROOT, useDistSnapshot } from '../testkit/paths.js';
@@ -164,4 +164,13 @@ test("the benchmark's etcd: data in tmpfs, large requests, a shared client readi
   await etcd.stop();
   t.false(existsSync(dataDir));
   t.throws(() => etcd.client, { message: /after stop/ });
+});
+
+test("etcd ignores ETCD_* settings in this process's environment (they would override its flags)", async (t) => {
+  // Read by etcd when no flag says otherwise: with it, the v2 API would answer.
+  process.env.ETCD_ENABLE_V2 = 'true';
+  t.teardown(() => delete process.env.ETCD_ENABLE_V2);
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  await t.throwsAsync(v2Put(etcd, '/lain/k', 'v'), { message: /: 404 / });
 });
