@@ -3,11 +3,15 @@
 // answering the same URLs with the agent's exact bytes from memory.
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { byOwnCode, hotSpots, type Attribution, type HotSpot } from './lib/cpuprofile.js';
 import { largeClusterNote, startLargeCluster } from './lib/large-cluster.js';
 import { startAgent, waitSynced, type AgentProc } from './lib/lainlet.js';
-import { freePort } from './lib/ports.js';
-import { BENCH_LIB, httpGet, readProc, REPO_ROOT, sleep, spawnNode, type Proc } from './lib/procs.js';
+import { httpGet } from '../testkit/http.js';
+import { BENCH_LIB, REPO_ROOT } from '../testkit/paths.js';
+import { freePort } from '../testkit/ports.js';
+import { startNodeProgram as spawnNode, type Proc } from '../testkit/procs.js';
+import { readProc } from './lib/proc-stats.js';
 import { pct, table, type BenchContext, type Measurement, type SectionResult } from './lib/report.js';
 import { fmtBytes, monoMs } from './lib/stats.js';
 import { barChart } from './lib/svg.js';

@@ -3,12 +3,16 @@
 // and (b) from its state file with no hub reachable (the -hub address is a closed port).
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { phaseTimes, type Phase } from './lib/cpuprofile.js';
 import { readFixture } from './lib/fixtures.js';
 import { largeClusterNote, startLargeCluster } from './lib/large-cluster.js';
 import { startAgent, startHub, waitSynced, type AgentProc } from './lib/lainlet.js';
-import { freePort } from './lib/ports.js';
-import { httpGet, metricValue, readProc, runCommand, sleep, waitFor } from './lib/procs.js';
+import { httpGet } from '../testkit/http.js';
+import { metricValue } from '../testkit/metrics.js';
+import { freePort } from '../testkit/ports.js';
+import { runCommand, waitFor } from '../testkit/procs.js';
+import { readProc } from './lib/proc-stats.js';
 import { ms, table, type BenchContext, type Measurement, type SectionResult } from './lib/report.js';
 import { fmtBytes, median, monoMs } from './lib/stats.js';
 import { barChart } from './lib/svg.js';

@@ -2,11 +2,16 @@
 // Cache + Indexes, one real WebSocket each) connect to one hub, then to three hubs, on a real
 // etcd; etcd's own /metrics says how many watches it holds. The original lainlet's load is
 // COMPUTED (8 recursive long-poll watches per node, API.md §1), not measured.
-import { putAll, startEtcd } from './lib/etcd.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { putAll } from '../testkit/etcd.js';
+import { metricValue } from '../testkit/metrics.js';
+import { BENCH_LIB } from '../testkit/paths.js';
+import { waitFor } from '../testkit/procs.js';
+import { startEtcd } from './lib/etcd.js';
+import { countEstablished, readProc } from './lib/proc-stats.js';
 import { readFixture } from './lib/fixtures.js';
 import { startRemote } from './lib/ipc.js';
 import { hubMetrics, startHub, type HubProc } from './lib/lainlet.js';
-import { BENCH_LIB, countEstablished, metricValue, readProc, sleep, waitFor } from './lib/procs.js';
 import { table, type BenchContext, type Measurement, type SectionResult } from './lib/report.js';
 import { fmtBytes } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';

@@ -7,11 +7,16 @@
 // rising rate. A step counts as degraded when the probes' p99 exceeds 50 ms (the 1000-agent
 // propagation target), a delta never arrives, or the hub drops an agent as too slow.
 import type { Etcd3 } from 'etcd3';
-import { currentRevision, putAll, startEtcd } from './lib/etcd.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { currentRevision, putAll } from '../testkit/etcd.js';
+import { metricValue } from '../testkit/metrics.js';
+import { BENCH_LIB } from '../testkit/paths.js';
+import { waitFor } from '../testkit/procs.js';
+import { startEtcd } from './lib/etcd.js';
+import { machineBusy, readMachineCpu, readProc } from './lib/proc-stats.js';
 import { readFixture } from './lib/fixtures.js';
 import { startRemote, type Remote } from './lib/ipc.js';
 import { hubMetrics, startHub, type HubProc } from './lib/lainlet.js';
-import { BENCH_LIB, machineBusy, metricValue, readMachineCpu, readProc, sleep, waitFor } from './lib/procs.js';
 import { ms, table, type BenchContext, type Measurement, type SectionResult } from './lib/report.js';
 import { fmtBytes, monoMs, summarize, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';

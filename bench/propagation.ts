@@ -6,12 +6,16 @@
 // before the etcd put is issued, so the numbers include etcd's commit. The put's own
 // round-trip is reported beside them. Writes are paced (one at a time, GAP_MS apart) so this
 // measures latency, not saturation (measurement 3 does that).
-import { putAll, putOne, startEtcd } from './lib/etcd.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { putAll, putOne } from '../testkit/etcd.js';
+import { BENCH_LIB } from '../testkit/paths.js';
+import { waitFor } from '../testkit/procs.js';
+import { startEtcd } from './lib/etcd.js';
+import { readProc } from './lib/proc-stats.js';
 import { openEventStream } from './lib/event-stream.js';
 import { readFixture } from './lib/fixtures.js';
 import { startRemote } from './lib/ipc.js';
 import { startAgent, startHub, waitSynced } from './lib/lainlet.js';
-import { BENCH_LIB, readProc, sleep, waitFor } from './lib/procs.js';
 import { ms, table, type BenchContext, type Measurement, type SectionResult } from './lib/report.js';
 import { LATENCY_KEY } from './lib/sim-agents.js';
 import { monoMs, summarize, type Summary } from './lib/stats.js';

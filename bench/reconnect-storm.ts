@@ -7,12 +7,17 @@
 // Run twice: with the default --history-prefill (the restarted hub replays recent etcd
 // revisions to refill its delta history, so resumes can be deltas) and with --history-prefill 0.
 import type { Etcd3 } from 'etcd3';
-import { putAll, putOne, startEtcd } from './lib/etcd.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { putAll, putOne } from '../testkit/etcd.js';
+import { metricValue } from '../testkit/metrics.js';
+import { BENCH_LIB } from '../testkit/paths.js';
+import { freePort } from '../testkit/ports.js';
+import { waitFor } from '../testkit/procs.js';
+import { startEtcd } from './lib/etcd.js';
+import { readProc } from './lib/proc-stats.js';
 import { readFixture } from './lib/fixtures.js';
 import { startRemote, type Remote } from './lib/ipc.js';
 import { hubHealthy, hubMetrics, startHub } from './lib/lainlet.js';
-import { freePort } from './lib/ports.js';
-import { BENCH_LIB, metricValue, readProc, sleep, waitFor } from './lib/procs.js';
 import { ms, table, type BenchContext, type Measurement, type SectionResult } from './lib/report.js';
 import { fmtBytes, monoMs, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';

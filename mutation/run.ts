@@ -50,7 +50,9 @@ function testsDigest(t: Target): string {
 }
 
 function helperFiles(): string[] {
-  return readdirSync('test/helpers').filter((f) => f.endsWith('.ts')).sort().map((f) => `test/helpers/${f}`);
+  return ['test/helpers', 'testkit'].flatMap((dir) =>
+    readdirSync(dir).filter((f) => f.endsWith('.ts')).sort().map((f) => `${dir}/${f}`),
+  );
 }
 
 async function mutate(t: Target, forceAll: boolean): Promise<FileSummary> {

@@ -6,10 +6,11 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { currentRevision, etcdClient, startEtcd } from './helpers/etcd.js';
+import { currentRevision, etcdClient, startEtcd } from '../testkit/etcd.js';
+import { httpGet, openStream } from '../testkit/http.js';
+import { freePorts } from '../testkit/ports.js';
+import { startAgent, startHub, waitFor } from '../testkit/procs.js';
 import { agentSynced, hubHealthy } from './helpers/cluster.js';
-import { freePorts } from './helpers/ports.js';
-import { httpGet, openStream, startAgent, startHub, waitFor } from './helpers/procs.js';
 import { startProxy } from './helpers/proxy.js';
 import { decodeFrame, encodeFrame, type HubFrame } from '../shared/protocol.js';
 

@@ -8,9 +8,9 @@ import { HubState } from '../hub/state.js';
 import { StoreSync } from '../hub/sync.js';
 import { keyRangeFilter } from '../shared/protocol.js';
 import { silentLogger } from '../shared/log.js';
-import { startEtcd, v2Delete, v2Put, type EtcdServer } from './helpers/etcd.js';
-import { freePort } from './helpers/ports.js';
-import { waitFor } from './helpers/procs.js';
+import { startEtcd, v2Delete, v2Put, type EtcdServer } from '../testkit/etcd.js';
+import { freePort } from '../testkit/ports.js';
+import { waitFor } from '../testkit/procs.js';
 
 const PREFIX = '/lain/';
 /** etcd v2 keeps this many events; a waitIndex older than the window is "cleared". */

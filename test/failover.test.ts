@@ -4,10 +4,11 @@ import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { compact, etcdClient, startEtcd } from './helpers/etcd.js';
+import { compact, etcdClient, startEtcd } from '../testkit/etcd.js';
+import { httpGet, openStream, type EventStream } from '../testkit/http.js';
+import { freePort, freePorts } from '../testkit/ports.js';
+import { startAgent, startHub, waitFor } from '../testkit/procs.js';
 import { agentSynced, fixtureKvs, startCluster } from './helpers/cluster.js';
-import { freePort, freePorts } from './helpers/ports.js';
-import { httpGet, openStream, startAgent, startHub, waitFor, type EventStream } from './helpers/procs.js';
 import { startProxy } from './helpers/proxy.js';
 import { encodeFrame } from '../shared/protocol.js';
 

@@ -2,9 +2,9 @@
 // against a hub and an agent on a real etcd, with the comparison rules of golden/README.md.
 import test from 'ava';
 import { readReferenceJson } from './helpers/reference.js';
-import { etcdClient } from './helpers/etcd.js';
+import { etcdClient } from '../testkit/etcd.js';
+import { httpGet, openStream, type EventStream } from '../testkit/http.js';
 import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
-import { httpGet, openStream, type EventStream } from './helpers/procs.js';
 
 interface Plain { path: string; from: string; method?: string; statusOnly?: boolean; status: number; body?: string }
 interface Watch { path: string; status: number; events: Array<{ id: number; event: string; data: string }> }

@@ -5,18 +5,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import {
-  compact,
-  currentRevision,
-  etcdClient,
-  putAll,
-  startEtcd,
-  v2Delete,
-  v2Get,
-  v2Put,
-} from './helpers/etcd.js';
-import { freePorts } from './helpers/ports.js';
-import { httpGet, openStream, rawRequest, startNodeProgram, waitFor } from './helpers/procs.js';
+import { compact, currentRevision, etcdClient, putAll, startEtcd, v2Delete, v2Get, v2Put } from '../testkit/etcd.js';
+import { httpGet, openStream, rawRequest } from '../testkit/http.js';
+import { freePorts } from '../testkit/ports.js';
+import { startNodeProgram, waitFor } from '../testkit/procs.js';
 
 /** A node:http server on a free loopback port, closed when the test ends. */
 async function serveOnLoopback(

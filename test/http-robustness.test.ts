@@ -10,8 +10,9 @@ import test from 'ava';
 import net from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import { fixtureKvs, startCluster, type Cluster, type RunningAgent } from './helpers/cluster.js';
-import { etcdClient } from './helpers/etcd.js';
-import { httpGet, openStream, waitFor, type EventStream } from './helpers/procs.js';
+import { etcdClient } from '../testkit/etcd.js';
+import { httpGet, openStream, type EventStream } from '../testkit/http.js';
+import { waitFor } from '../testkit/procs.js';
 
 const STREAM_HEADER = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nVary: Accept-Encoding\r\n\r\n';
 const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request';

@@ -12,8 +12,9 @@ import { MemoryStore } from '../hub/store/memory.js';
 import { silentLogger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
 import { fixtureKvs } from './helpers/cluster.js';
-import { freePort } from './helpers/ports.js';
-import { httpGet, openStream, rawRequest, waitFor } from './helpers/procs.js';
+import { httpGet, openStream, rawRequest } from '../testkit/http.js';
+import { freePort } from '../testkit/ports.js';
+import { waitFor } from '../testkit/procs.js';
 
 let store: MemoryStore;
 let hub: Hub;

@@ -15,8 +15,9 @@ import { MemoryStore } from '../hub/store/memory.js';
 import { silentLogger } from '../shared/log.js';
 import { LogLimiter } from '../shared/log-limit.js';
 import { FakeAgent, hubOn } from './helpers/fake-agent.js';
-import { httpGet, startHub as startHubProc, waitFor } from './helpers/procs.js';
-import { freePort } from './helpers/ports.js';
+import { httpGet } from '../testkit/http.js';
+import { freePort } from '../testkit/ports.js';
+import { startHub as startHubProc, waitFor } from '../testkit/procs.js';
 
 const seed = { '/lain/config/domain': 'lain.local' };
 

@@ -1,8 +1,9 @@
 // The foundation end to end on a real etcd: one hub, three agents, separate processes.
 import test from 'ava';
-import { etcdClient, startEtcd } from './helpers/etcd.js';
+import { etcdClient, startEtcd } from '../testkit/etcd.js';
+import { httpGet, openStream } from '../testkit/http.js';
+import { waitFor } from '../testkit/procs.js';
 import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
-import { httpGet, openStream, waitFor } from './helpers/procs.js';
 
 let cluster: Cluster;
 

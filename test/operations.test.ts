@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VERSION } from '../shared/version.js';
 import WebSocket from 'ws';
-import { etcdClient, startEtcd, type EtcdServer } from './helpers/etcd.js';
+import { etcdClient, putAll, startEtcd, v2Delete, v2Put, type EtcdServer } from '../testkit/etcd.js';
+import { httpGet, openStream } from '../testkit/http.js';
+import { freePorts } from '../testkit/ports.js';
+import { startAgent, startHub, waitFor, type Proc } from '../testkit/procs.js';
 import { agentSynced, fixtureKvs, hubHealthy } from './helpers/cluster.js';
-import { freePorts } from './helpers/ports.js';
-import { httpGet, openStream, startAgent, startHub, waitFor, type Proc } from './helpers/procs.js';
-import { putAll, v2Delete, v2Put } from './helpers/etcd.js';
 
 let etcd: EtcdServer;
 let dir: string;

@@ -15,10 +15,11 @@ import { Cache } from '../agent/cache.js';
 import { decodeState, encodeState, StatePersister, type SavedState } from '../agent/persist.js';
 import { collectGarbage } from '../shared/gc.js';
 import { decodeFrame, encodeFrame } from '../shared/protocol.js';
-import { currentRevision, etcdClient, putAll, startEtcd } from './helpers/etcd.js';
+import { currentRevision, etcdClient, putAll, startEtcd } from '../testkit/etcd.js';
+import { httpGet } from '../testkit/http.js';
+import { freePort, freePorts } from '../testkit/ports.js';
+import { startAgent as startAgentProc, waitFor } from '../testkit/procs.js';
 import { agentSynced, fixtureKvs } from './helpers/cluster.js';
-import { freePort, freePorts } from './helpers/ports.js';
-import { httpGet, startAgent as startAgentProc, waitFor } from './helpers/procs.js';
 
 /** A logger whose lines the test can read. */
 interface LogLine { msg: string; err?: string }

@@ -6,10 +6,10 @@
 // §11 says it deliberately differs; each such difference is written down below (AGENT_DIFFERS)
 // with its reason. Ids need not match (gaps allowed): init is 1, later ids increase.
 import test, { type ExecutionContext } from 'ava';
-import { etcdClient } from './helpers/etcd.js';
+import { etcdClient } from '../testkit/etcd.js';
+import { openStream, type EventStream, type SseEvent } from '../testkit/http.js';
 import { readReference } from './helpers/reference.js';
 import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
-import { openStream, type EventStream, type SseEvent } from './helpers/procs.js';
 
 // ---------------------------------------------------------------------------
 // The recording

@@ -2,7 +2,7 @@
 // fan-out sinks) run in their own processes so their CPU work never delays the orchestrator's
 // clocks, and the orchestrator drives them with small commands.
 import type { ChildProcess } from 'node:child_process';
-import { spawnNode, type Proc, type SpawnOptions } from './procs.js';
+import { startNodeProgram as spawnNode, type Proc, type ProcOptions as SpawnOptions } from '../../testkit/procs.js';
 
 interface Reply { id: number; ok: boolean; result?: unknown; error?: string }
 

@@ -1,6 +1,8 @@
 // Starting the project's real programs (dist/hub/main.js, dist/agent/main.js) for a measurement.
-import { freePort } from './ports.js';
-import { AGENT_SCRIPT, HUB_SCRIPT, httpGet, spawnNode, waitFor, type Proc, type SpawnOptions } from './procs.js';
+import { httpGet } from '../../testkit/http.js';
+import { AGENT_SCRIPT, HUB_SCRIPT } from '../../testkit/paths.js';
+import { freePort } from '../../testkit/ports.js';
+import { startNodeProgram as spawnNode, waitFor, type Proc, type ProcOptions as SpawnOptions } from '../../testkit/procs.js';
 
 export interface HubProc { proc: Proc; port: number; url: string; args: string[] }
 export interface AgentProc { proc: Proc; port: number; base: string }

@@ -4,10 +4,12 @@
 // store (--store memory --seed), and the section says so.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { putAll, startEtcd, type EtcdServer } from './etcd.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { putAll, type EtcdServer } from '../../testkit/etcd.js';
+import { httpGet } from '../../testkit/http.js';
+import { startEtcd } from './etcd.js';
 import { generateCluster, type GeneratedCluster } from './gen-cluster.js';
 import { startHub, type HubProc } from './lainlet.js';
-import { httpGet, sleep } from './procs.js';
 
 export interface LargeCluster {
   etcd: EtcdServer;

@@ -1,6 +1,6 @@
 // Runs wrk (Debian's package) and parses its report.
 import { existsSync } from 'node:fs';
-import { runCommand } from './procs.js';
+import { runCommand } from '../../testkit/procs.js';
 
 export interface WrkResult {
   requestsPerSec: number;

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { killWithTestProcess } from './procs.js';
+import { killWithTestProcess } from '../../testkit/procs.js';
 
 export const SCRIPTS = {
   hub: fileURLToPath(new URL('../../dist/hub/main.js', import.meta.url)),

@@ -1,9 +1,10 @@
 // A real deployment on loopback for integration tests: etcd, hubs and agents as separate
 // processes (the built dist/ programs), on free ports.
 import { readReferenceJson } from './reference.js';
-import { etcdClient, putAll, startEtcd, type EtcdServer } from './etcd.js';
-import { freePorts } from './ports.js';
-import { httpGet, startAgent, startHub, waitFor, type Proc } from './procs.js';
+import { etcdClient, putAll, startEtcd, type EtcdServer } from '../../testkit/etcd.js';
+import { httpGet } from '../../testkit/http.js';
+import { freePorts } from '../../testkit/ports.js';
+import { startAgent, startHub, waitFor, type Proc } from '../../testkit/procs.js';
 
 export interface RunningHub { proc: Proc; port: number; url: string; args: string[] }
 export interface RunningAgent { proc: Proc; port: number; base: string; args: string[] }

@@ -1,7 +1,7 @@
 // The soak's eyes on the agents: an event stream per (agent, view), reopened whenever it ends,
 // and a poller per agent (GET /debug, a view, /debug again). Everything seen goes to the checker.
 import http from 'node:http';
-import { httpGet } from '../helpers/procs.js';
+import { httpGet } from '../../testkit/http.js';
 import { AgentRecord, Findings, ServedStateCheck, StreamCheck } from './checker.js';
 import { bodyFingerprint, VIEWS } from './model.js';
 

@@ -2,7 +2,8 @@
 // new "incarnation". An exit the soak did not ask for is reported.
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { httpGet, startAgent, startHub, type Proc } from '../helpers/procs.js';
+import { httpGet } from '../../testkit/http.js';
+import { startAgent, startHub, type Proc } from '../../testkit/procs.js';
 
 /** LAINLET_SOAK_LOGS=DIR keeps every hub's and agent's whole output there, one file each. */
 const LOG_DIR = process.env.LAINLET_SOAK_LOGS;

@@ -4,9 +4,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { compact, startEtcd, type EtcdServer } from '../helpers/etcd.js';
-import { freePorts } from '../helpers/ports.js';
-import { httpGet, startAgent, waitFor, type Proc } from '../helpers/procs.js';
+import { compact, startEtcd, type EtcdServer } from '../../testkit/etcd.js';
+import { httpGet } from '../../testkit/http.js';
+import { freePorts } from '../../testkit/ports.js';
+import { startAgent, waitFor, type Proc } from '../../testkit/procs.js';
 import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { AgentRecord, Findings, ServedStateCheck, StreamCheck } from './checker.js';
 import { planFaults, runPlan, type Episode, type FaultCounts } from './faults.js';

@@ -1,11 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+// A real etcd (Debian's etcd-server) in a fresh temp dir on free loopback ports, for the tests
+// and the benchmark, with helpers for writing to it through the v3 and v2 APIs.
 import { closeSync, openSync, rmSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { metricSum, metricValue } from './metrics.js';
 import { freePorts } from './ports.js';
-import { killWithTestProcess, waitFor, waitForExit } from './procs.js';
+import { startProgram, waitFor, waitForExit, type Proc } from './procs.js';
 
 export interface EtcdServer {
   /** "127.0.0.1:<client port>" */
@@ -13,8 +15,13 @@ export interface EtcdServer {
   /** "http://127.0.0.1:<client port>" */
   url: string;
   dataDir: string;
-  logFile: string;
-  /** SIGTERM, wait for the exit, remove the temp dir. Safe to call more than once. */
+  /** The data dir is in tmpfs (StartEtcdOptions.dataOnTmpfs, and /dev/shm was writable). */
+  onTmpfs: boolean;
+  /** The etcd process running now (a new one after restart()). */
+  readonly proc: Proc;
+  /** A client shared by the callers of this property, closed by stop(). */
+  readonly client: Etcd3;
+  /** Close the client, SIGTERM, wait for the exit, remove the temp dir. Safe to call more than once. */
   stop(): Promise<void>;
   /** SIGKILL and wait for the exit; the data dir stays for restart(). */
   kill(): Promise<void>;
@@ -24,14 +31,32 @@ export interface EtcdServer {
   metrics(): Promise<string>;
   /** etcd_debugging_mvcc_watcher_total: the watches etcd holds right now. */
   watcherCount(): Promise<number>;
+  /** What etcd itself says about the watches it serves. */
+  watchLoad(): Promise<WatchLoad>;
+}
+
+export interface WatchLoad {
+  /** etcd_debugging_mvcc_watcher_total: watchers (one per watch request). */
+  watchers: number;
+  /** etcd_debugging_mvcc_watch_stream_total: gRPC watch streams. */
+  watchStreams: number;
+  /** grpc Watch streams started minus handled: open gRPC Watch calls. */
+  grpcWatchCalls: number;
 }
 
 export interface StartEtcdOptions {
   /** Serve the v2 keys API (/v2/keys) as well. */
   v2?: boolean;
+  /**
+   * Keep the data in /dev/shm when it is writable, so that etcd's fsync does not dominate
+   * latencies meant to be lainlet's (the benchmark). Tests keep it on disk, like production.
+   */
+  dataOnTmpfs?: boolean;
+  /** etcd's --max-request-bytes (its default is 1.5 MiB). */
+  maxRequestBytes?: number;
 }
 
-const MEMBER_NAME = 'lainlet-test';
+const MEMBER_NAME = 'lainlet';
 /** A single-node etcd elects itself within about one election timeout (1 s); the rest is slack for loaded CI. */
 const HEALTHY_WITHIN_MS = 20_000;
 /** etcd flushes and closes its WAL on SIGTERM; this is far more than it needs. */
@@ -40,8 +65,10 @@ const GRACEFUL_EXIT_MS = 10_000;
 const PORT_RACE_RETRIES = 3;
 /** etcd's default --max-txn-ops is 128; raised so putAll can write a realistic batch as one revision. */
 const MAX_TXN_OPS = 10_000;
+/** putAll's transactions stay under this many bytes of keys and values: etcd's request limit, as the benchmark raises it. */
+const MAX_TXN_BYTES = 8 * 1024 * 1024;
 
-/** Temp dirs of servers not yet stopped: removed when the test process exits. */
+/** Temp dirs of servers not yet stopped: removed when this process exits, whatever happened. */
 const liveTempDirs = new Set<string>();
 // Registered after procs.ts's handler (imported above), so etcd is already SIGKILLed.
 process.on('exit', () => {
@@ -56,18 +83,18 @@ process.on('exit', () => {
 
 /** Starts a real etcd in a fresh temp dir on free loopback ports and waits until it is healthy. */
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer> {
-  const tempDir = await mkdtemp(path.join(os.tmpdir(), 'lainlet-etcd-'));
+  const onTmpfs = opts.dataOnTmpfs === true && isWritable('/dev/shm');
+  const tempDir = await mkdtemp(path.join(onTmpfs ? '/dev/shm' : os.tmpdir(), 'lainlet-etcd-'));
   liveTempDirs.add(tempDir);
   try {
     for (let attempt = 1; ; attempt++) {
       const [clientPort, peerPort] = await freePorts(2);
-      const server = new EtcdProcess(tempDir, clientPort, peerPort, opts);
+      const server = new EtcdProcess(tempDir, onTmpfs, clientPort, peerPort, opts);
       try {
         await server.start();
         return server;
       } catch (error) {
-        const log = await server.logTail();
-        if (attempt < PORT_RACE_RETRIES && /address already in use/.test(log)) {
+        if (attempt < PORT_RACE_RETRIES && /address already in use/.test(server.proc.output())) {
           await rm(server.dataDir, { recursive: true, force: true });
           continue;
         }
@@ -85,13 +112,14 @@ class EtcdProcess implements EtcdServer {
   readonly endpoint: string;
   readonly url: string;
   readonly dataDir: string;
-  readonly logFile: string;
   private readonly args: string[];
-  private child: ChildProcess | undefined;
+  private current: Proc | undefined;
+  private sharedClient: Etcd3 | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
     private readonly tempDir: string,
+    readonly onTmpfs: boolean,
     clientPort: number,
     peerPort: number,
     opts: StartEtcdOptions,
@@ -99,7 +127,6 @@ class EtcdProcess implements EtcdServer {
     this.endpoint = `127.0.0.1:${clientPort}`;
     this.url = `http://${this.endpoint}`;
     this.dataDir = path.join(tempDir, 'data');
-    this.logFile = path.join(tempDir, 'etcd.log');
     const peerUrl = `http://127.0.0.1:${peerPort}`;
     this.args = [
       `--name=${MEMBER_NAME}`,
@@ -114,51 +141,45 @@ class EtcdProcess implements EtcdServer {
       '--log-outputs=stderr',
       '--log-level=warn',
       ...(opts.v2 ? ['--enable-v2=true'] : []),
+      ...(opts.maxRequestBytes !== undefined ? [`--max-request-bytes=${opts.maxRequestBytes}`] : []),
     ];
   }
 
-  async start(): Promise<void> {
-    const logFd = openSync(this.logFile, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn('etcd', this.args, { env: envWithoutEtcdSettings(), stdio: ['ignore', logFd, logFd] });
-    } finally {
-      closeSync(logFd);
-    }
-    this.child = child;
-    killWithTestProcess(child);
+  get proc(): Proc {
+    if (!this.current) throw new Error('etcd was never started');
+    return this.current;
+  }
 
-    let spawnError: Error | undefined;
-    child.once('error', (error) => (spawnError = error));
+  get client(): Etcd3 {
+    if (this.stopping) throw new Error('client after stop()');
+    this.sharedClient ??= etcdClient(this);
+    return this.sharedClient;
+  }
+
+  async start(): Promise<void> {
+    const proc = startProgram('etcd', 'etcd', this.args, { env: withoutEtcdSettings() });
+    this.current = proc;
     try {
       await waitFor(
         async () => {
-          if (spawnError) throw new StartupFailure(`could not run etcd (is etcd-server installed?): ${spawnError.message}`);
-          if (child.exitCode !== null || child.signalCode !== null) {
-            throw new StartupFailure(`etcd exited (code ${child.exitCode}, signal ${child.signalCode})`);
+          if (proc.spawnError) throw new StartupFailure(`could not run etcd (is etcd-server installed?): ${proc.spawnError.message}`);
+          if (!proc.running) {
+            throw new StartupFailure(`etcd exited (code ${proc.proc.exitCode}, signal ${proc.proc.signalCode})`);
           }
           return await this.isHealthy();
         },
         { timeoutMs: HEALTHY_WITHIN_MS, message: `etcd at ${this.url} to report healthy` },
       );
     } catch (error) {
-      if (child.pid !== undefined && isRunning(child)) {
-        child.kill('SIGKILL');
-        await waitForExit(child, GRACEFUL_EXIT_MS);
-      }
+      await proc.kill();
       const reason = error instanceof StartupFailure ? error.message : String(error);
-      throw new Error(`${reason}\n--- tail of ${this.logFile} ---\n${await this.logTail()}`);
+      throw new Error(`${reason}\n--- etcd's output ---\n${proc.output()}`);
     }
-  }
-
-  /** The last lines etcd logged (for error messages). */
-  async logTail(lines = 30): Promise<string> {
-    const log = await readFile(this.logFile, 'utf8').catch(() => '');
-    return log.trimEnd().split('\n').slice(-lines).join('\n');
   }
 
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.sharedClient?.close();
       await this.terminate();
       await rm(this.tempDir, { recursive: true, force: true });
       liveTempDirs.delete(this.tempDir);
@@ -167,10 +188,10 @@ class EtcdProcess implements EtcdServer {
   }
 
   async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || !isRunning(child)) return;
-    child.kill('SIGKILL');
-    if (!(await waitForExit(child, GRACEFUL_EXIT_MS))) throw new Error(`etcd (pid ${child.pid}) survived SIGKILL`);
+    const proc = this.current;
+    if (!proc?.running) return;
+    proc.proc.kill('SIGKILL');
+    if (!(await waitForExit(proc.proc, GRACEFUL_EXIT_MS))) throw new Error(`etcd (pid ${proc.pid}) survived SIGKILL`);
   }
 
   async restart(): Promise<void> {
@@ -186,9 +207,20 @@ class EtcdProcess implements EtcdServer {
   }
 
   async watcherCount(): Promise<number> {
-    const match = /^etcd_debugging_mvcc_watcher_total (\S+)$/m.exec(await this.metrics());
-    if (!match) throw new Error(`etcd_debugging_mvcc_watcher_total missing from ${this.url}/metrics`);
-    return Number(match[1]);
+    const count = metricValue(await this.metrics(), 'etcd_debugging_mvcc_watcher_total');
+    if (Number.isNaN(count)) throw new Error(`etcd_debugging_mvcc_watcher_total missing from ${this.url}/metrics`);
+    return count;
+  }
+
+  async watchLoad(): Promise<WatchLoad> {
+    const text = await this.metrics();
+    const started = metricSum(text, 'grpc_server_started_total', ['grpc_method="Watch"']);
+    const handled = metricSum(text, 'grpc_server_handled_total', ['grpc_method="Watch"']);
+    return {
+      watchers: metricValue(text, 'etcd_debugging_mvcc_watcher_total'),
+      watchStreams: metricValue(text, 'etcd_debugging_mvcc_watch_stream_total'),
+      grpcWatchCalls: (started || 0) - (handled || 0),
+    };
   }
 
   private async isHealthy(): Promise<boolean> {
@@ -200,23 +232,30 @@ class EtcdProcess implements EtcdServer {
 
   /** SIGTERM (SIGKILL if that is not enough) and wait for the exit. */
   private async terminate(): Promise<void> {
-    const child = this.child;
-    if (!child || !isRunning(child)) return;
-    child.kill('SIGTERM');
-    if (await waitForExit(child, GRACEFUL_EXIT_MS)) return;
+    const proc = this.current;
+    if (!proc?.running) return;
+    proc.proc.kill('SIGTERM');
+    if (await waitForExit(proc.proc, GRACEFUL_EXIT_MS)) return;
     await this.kill();
   }
 }
 
 class StartupFailure extends Error {}
 
-function isRunning(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
+/** ETCD_* variables would override our flags (etcd reads its config from the environment too). */
+function withoutEtcdSettings(): Record<string, undefined> {
+  return Object.fromEntries(Object.keys(process.env).filter((name) => name.startsWith('ETCD')).map((name) => [name, undefined]));
 }
 
-/** ETCD_* variables would override our flags (etcd reads its config from the environment too). */
-function envWithoutEtcdSettings(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('ETCD')));
+function isWritable(dir: string): boolean {
+  const probe = path.join(dir, `.lainlet-etcd-probe-${process.pid}`);
+  try {
+    closeSync(openSync(probe, 'w'));
+    rmSync(probe, { force: true });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -225,7 +264,8 @@ function envWithoutEtcdSettings(): NodeJS.ProcessEnv {
 
 /** A client for `server`; the caller closes it. */
 export function etcdClient(server: EtcdServer): Etcd3 {
-  return new Etcd3({ hosts: server.url });
+  // No limit on what a read may return: the benchmark reads back a whole 10 MB cluster.
+  return new Etcd3({ hosts: server.url, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
 }
 
 /** The store's current revision. */
@@ -235,21 +275,35 @@ export async function currentRevision(client: Etcd3): Promise<number> {
 }
 
 /**
- * Puts every key in one transaction per MAX_TXN_OPS keys, so a batch of up to
- * that many keys is a single etcd revision. Returns the revision of the last write.
+ * Puts every key in transactions of at most MAX_TXN_OPS keys and MAX_TXN_BYTES, so a
+ * batch under both is a single etcd revision. Returns the revision of the last write.
  */
 export async function putAll(client: Etcd3, kvs: Record<string, string>): Promise<number> {
-  const entries = Object.entries(kvs);
   let revision = await currentRevision(client);
-  for (let start = 0; start < entries.length; start += MAX_TXN_OPS) {
+  let batch: Array<[string, string]> = [];
+  let bytes = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
     const response = await client.kv.txn({
-      success: entries.slice(start, start + MAX_TXN_OPS).map(([key, value]) => ({
-        request_put: { key: Buffer.from(key), value: Buffer.from(value) },
-      })),
+      success: batch.map(([key, value]) => ({ request_put: { key: Buffer.from(key), value: Buffer.from(value) } })),
     });
     revision = Number(response.header.revision);
+    batch = [];
+    bytes = 0;
+  };
+  for (const [key, value] of Object.entries(kvs)) {
+    batch.push([key, value]);
+    bytes += key.length + value.length;
+    if (batch.length >= MAX_TXN_OPS || bytes >= MAX_TXN_BYTES) await flush();
   }
+  await flush();
   return revision;
+}
+
+/** Puts one key; returns the revision of the write. */
+export async function putOne(client: Etcd3, key: string, value: string): Promise<number> {
+  const response = await client.put(key).value(value).exec();
+  return Number(response.header.revision);
 }
 
 /**
