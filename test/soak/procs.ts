@@ -24,6 +24,12 @@ export class ManagedProc {
   private exiting = false;
   /** The exit of the current incarnation, when it happened. */
   private exitInfo: string | undefined;
+  /**
+   * The current incarnation has said it is listening: its SIGTERM handler is installed from
+   * then on. A SIGTERM before that (node still loading its modules, the state file, the port)
+   * ends it by the signal, as for any process — harmless, it holds nothing to save yet.
+   */
+  private listening = false;
 
   constructor(
     readonly name: string,
@@ -40,8 +46,15 @@ export class ManagedProc {
     this.incarnation++;
     this.exiting = false;
     this.exitInfo = undefined;
+    this.listening = false;
     this.state = 'up';
     const incarnation = this.incarnation;
+    const watchForListening = (chunk: Buffer) => {
+      if (this.incarnation !== incarnation || !/"msg":"(agent|hub) listening"/.test(chunk.toString())) return;
+      this.listening = true;
+      proc.proc.stdout?.off('data', watchForListening);
+    };
+    proc.proc.stdout?.on('data', watchForListening);
     if (LOG_DIR) {
       const file = join(LOG_DIR, `${this.name}.log`);
       const keep = (chunk: Buffer) => appendFileSync(file, chunk);
@@ -89,6 +102,7 @@ export class ManagedProc {
     try {
       const code = await proc.stop('SIGTERM', timeoutMs);
       this.state = 'down';
+      if (code !== 0 && !this.listening && this.exitInfo === 'signal SIGTERM') return undefined;
       return code === 0 ? undefined : `${this.name} exited with ${this.exitInfo ?? `code ${code}`} on SIGTERM; last output:\n${tail(proc.output())}`;
     } catch (error) {
       this.state = 'down';
