@@ -53,6 +53,8 @@ export class StoreSync {
   private readonly probeIntervalMs: number;
   /** Counters for metrics and /debug. */
   relists = 0;
+  /** Lists of the present applied (each compares the state with the store; see listPresent). */
+  presentLists = 0;
   disconnects = 0;
   probes = 0;
   lastError = '';
@@ -178,16 +180,24 @@ export class StoreSync {
         this.state.setStale(false);
         // etcd may have come back as another history (restored while it was down).
         this.scheduleProbe(0);
-        // And the watch re-created on a just-restarted etcd is not to be trusted alone: the
-        // soak saw two hubs' watches, re-created while etcd was recovering, miss the deletes of
-        // one transaction. A list of the present (a moment later, see listPresent) publishes
-        // whatever the watch missed; usually it finds nothing.
-        this.listPresent('the store connection came back: checking the watch missed nothing');
+        // And the watch the etcd client re-created is checked like a new one (checkWatch).
+        this.checkWatch();
       },
     });
     this.state.setStale(false);
-    if (prefill === null) this.becomeCurrent();
-    else this.awaitReplay();
+    if (prefill !== null) { this.awaitReplay(); return; }
+    this.becomeCurrent();
+    this.checkWatch();
+  }
+
+  /**
+   * Every new watch is checked against a list of the present a moment later: etcd 3.4 can drop
+   * a delete from a watch that starts at, or is catching up across, a compaction
+   * (etcd-io/etcd#18089, #19179), and a soak saw watches re-created on a just-restarted etcd
+   * miss one. The list publishes whatever the watch missed; usually it finds nothing.
+   */
+  private checkWatch(): void {
+    this.listPresent('checking the new watch missed nothing');
   }
 
   /** The store's revision when the prefill list was taken: the replay is done once there. */
@@ -209,6 +219,7 @@ export class StoreSync {
       if (this.state.revision >= this.prefillTarget) {
         this.log.info({ revision: this.state.revision }, 'store history replayed; serving agents');
         this.becomeCurrent();
+        this.checkWatch();
         return;
       }
       quietChecks = this.state.revision === last ? quietChecks + 1 : 0;
@@ -291,6 +302,7 @@ export class StoreSync {
           'the store listed another state than ours at our own revision: its watch missed a change; corrected, and every agent is sent a snapshot');
       }
       this.releaseHeld();
+      this.presentLists++;
       this.presentBackoff.reset();
       this.log.info({ revision: this.state.revision, why }, 'listed the present');
       this.listingPresent = false;

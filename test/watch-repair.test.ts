@@ -18,7 +18,9 @@ class FaultyStore implements Store {
   private handlers?: WatchHandlers;
   /** Revisions whose changes the watch silently drops. */
   readonly dropRevisions = new Set<number>();
-  /** While set, lists wait for it after reading (the answer is as of the call). */
+  /** While set, lists wait for it before reading. */
+  readGate?: Promise<void>;
+  /** While set, lists wait for it after reading (the answer is as of the read). */
   listGate?: Promise<void>;
   /** Told each time a list has read its answer (before it waits on the gate). */
   onListed?: (revision: number) => void;
@@ -26,6 +28,7 @@ class FaultyStore implements Store {
   constructor(readonly inner: MemoryStore) {}
 
   async list(prefix: string, atRevision?: number): Promise<ListResult> {
+    if (this.readGate) await this.readGate;
     const listed = await this.inner.list(prefix, atRevision);
     this.onListed?.(listed.revision);
     if (this.listGate) await this.listGate;
@@ -54,12 +57,14 @@ class FaultyStore implements Store {
   close(): Promise<void> { return this.inner.close(); }
 }
 
-async function hubOnFaulty(store: FaultyStore): Promise<Hub> {
+/** A hub on `store`, by default once it has checked its new watch (its first list of the present). */
+async function hubOnFaulty(store: FaultyStore, opts: { checked: boolean } = { checked: true }): Promise<Hub> {
   const hub = await startHub({
     store, prefix: '/lain/', host: '127.0.0.1', port: 0,
     historyMaxCount: 100, historyMaxBytes: 1 << 20, maxBackpressure: 1 << 20, progressIntervalMs: 200,
   }, process.env.DEBUG_REPAIR ? createLogger('debug') : silentLogger);
   await hub.ready;
+  if (opts.checked) await until(() => hub.sync.presentLists >= 1, 'the check of the new watch');
   return hub;
 }
 
@@ -183,6 +188,30 @@ test('a list that finds the state right changes nothing and sends no agent anyth
     t.is(live.of('snap').length, 1, 'only the first snapshot');
   } finally {
     live.ws.close();
+    await hub.stop();
+  }
+});
+
+test('a new watch is checked: a delete it misses just after it starts is repaired by the list that follows (etcd-io/etcd#19179)', async (t) => {
+  const mem = new MemoryStore({ '/lain/config/a': '1', '/lain/config/b': '2' });
+  const store = new FaultyStore(mem);
+  const hub = await hubOnFaulty(store, { checked: false });
+  // The check's list waits until the watch has missed the delete (however slow the machine).
+  let release!: () => void;
+  store.readGate = new Promise<void>((r) => { release = r; });
+  try {
+    store.dropRevisions.add(mem.lastRevision + 1);
+    mem.delete('/lain/config/b');
+    const rev = mem.put('/lain/config/c', '3');
+    await until(() => hub.state.revision === rev, 'the put after the missed delete');
+    t.is(hub.sync.presentLists, 0);
+    store.readGate = undefined;
+    release();
+    await until(() => hub.sync.presentLists === 1, 'the check of the new watch');
+    t.deepEqual(hubKeys(hub), ['/lain/config/a', '/lain/config/c']);
+    t.is(hub.state.corrections, 1);
+  } finally {
+    release();
     await hub.stop();
   }
 });
