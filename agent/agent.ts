@@ -2,6 +2,7 @@
 // file. Used by the agent's main, the demo and the tests.
 import { hostname as osHostname } from 'node:os';
 import { collectGarbage } from '../shared/gc.js';
+import { HUB_DEFAULTS } from '../hub/defaults.js';
 import type { Logger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
 import { AnswerCache } from './api/answers.js';
@@ -10,6 +11,7 @@ import { Cache } from './cache.js';
 import { HubClient } from './client.js';
 import { AgentHttp } from './http.js';
 import { Indexes } from './indexes.js';
+import { AGENT_DEFAULTS } from './defaults.js';
 import { AgentMetrics } from './metrics.js';
 import { StatePersister } from './persist.js';
 import { StreamHub } from './streams.js';
@@ -27,7 +29,7 @@ export interface AgentOptions {
   caFile?: string;
   stateDir?: string;
   prefix?: string;
-  /** 3 × the hubs' progress interval. */
+  /** 3 × the hubs' progress interval. Options left out take their value from AGENT_DEFAULTS. */
   silenceTimeoutMs?: number;
   backoffBaseMs?: number;
   backoffCapMs?: number;
@@ -35,15 +37,8 @@ export interface AgentOptions {
   maxStreamBufferBytes?: number;
 }
 
-export const AGENT_DEFAULTS = {
-  silenceTimeoutMs: 15_000,
-  // Full-jitter backoff from ~200 ms up to 30 s (issue #4): quick after a blip, gentle on a
-  // hub tier that is coming back with every node of the cluster knocking.
-  backoffBaseMs: 200,
-  backoffCapMs: 30_000,
-  // A few MB: several full all-apps answers of a large cluster.
-  maxStreamBufferBytes: 4 * 1024 * 1024,
-};
+// bench/lib imports AGENT_DEFAULTS from here; it lives in agent/defaults.ts.
+export { AGENT_DEFAULTS };
 
 export interface Agent {
   port: number;
@@ -58,7 +53,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   const startedAt = Date.now();
   const hostname = opts.hostname || osHostname();
   const cache = new Cache();
-  const indexes = new Indexes({ prefix: opts.prefix ?? '/lain/', logger: log });
+  const indexes = new Indexes({ prefix: opts.prefix ?? HUB_DEFAULTS.prefix, logger: log });
   const endpoints = createEndpoints({ indexes, nodeIp: opts.nodeIp, hostname, noauth: opts.noauth });
   const answers = new AnswerCache((index) => indexes.generation(index));
   const streams = new StreamHub(answers, opts.maxStreamBufferBytes ?? AGENT_DEFAULTS.maxStreamBufferBytes);
@@ -83,7 +78,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   const settle = () => {
     if (settled || !cache.hasState) return;
     settled = true;
-    setTimeout(collectGarbage, 100).unref();
+    setTimeout(collectGarbage, AGENT_DEFAULTS.settleGcDelayMs).unref();
   };
   const client = new HubClient({
     hubs: opts.hubs,

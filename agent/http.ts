@@ -15,6 +15,7 @@ import net, { type Socket } from 'node:net';
 import type { AnswerCache } from './api/answers.js';
 import { parseQuery, routePath } from './api/endpoints/request.js';
 import { normalizeIp } from './auth.js';
+import { AGENT_DEFAULTS } from './defaults.js';
 import type { Answer, ApiRequest, Endpoint } from './api/types.js';
 import { STREAM_HEADER, endConnection, eventFrame, type StreamHub } from './streams.js';
 
@@ -144,10 +145,10 @@ export class AgentHttp {
 
   constructor(private readonly opts: HttpOptions) {
     for (const e of opts.endpoints) this.routes.set(e.path, e);
-    this.server = http.createServer({ requireHostHeader: false, keepAliveTimeout: 60_000, maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => this.handle(req, res));
+    this.server = http.createServer({ requireHostHeader: false, keepAliveTimeout: AGENT_DEFAULTS.httpKeepAliveMs, maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => this.handle(req, res));
     // Event streams live for days; only the request head has a deadline.
     this.server.requestTimeout = 0;
-    this.server.headersTimeout = 60_000;
+    this.server.headersTimeout = AGENT_DEFAULTS.httpHeadersTimeoutMs;
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
     // Expect: 100-continue — Go sends the 100 only when a handler reads the body, which lainlet's
     // never do. node would send it unasked, and for a pipelined request with a Buffer body it

@@ -20,6 +20,7 @@ import { LogLimiter } from '../shared/log-limit.js';
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, ProtocolError, type HubFrame } from '../shared/protocol.js';
 import type { Logger } from '../shared/log.js';
 import { CatchUp } from './catchup.js';
+import { HUB_DEFAULTS } from './defaults.js';
 import type { HubState } from './state.js';
 
 const TOPIC = 'deltas';
@@ -29,9 +30,9 @@ export interface HubServerOptions {
   port: number;
   /** Bytes queued to one agent before it is disconnected as too slow. */
   maxBackpressure: number;
-  /** Bytes queued to all agents together before the most backed-up ones are disconnected. */
+  /** Bytes queued to all agents together before the most backed-up ones are disconnected (default: see HUB_DEFAULTS.totalBackpressureAgents). */
   maxTotalBackpressure?: number;
-  /** An agent waiting for the hub (not current yet, or behind the agent) is sent away after this. */
+  /** An agent waiting for the hub (not current yet, or behind the agent) is sent away after this (default: HUB_DEFAULTS.aheadTimeoutMs). */
   aheadTimeoutMs?: number;
   /** Largest frame an agent may send; agents only send a small hello. */
   maxAgentFrameBytes: number;
@@ -60,11 +61,6 @@ interface AgentConn {
   /** The server closed this connection for being too slow (told apart from network breaks). */
   closedSlow?: boolean;
 }
-
-/** Keep at most this much queued while catching an agent up, then continue on drain. */
-const LOW_WATER = 1 << 20;
-/** How often the bytes queued to all agents are added up (also after big publishes). */
-const TOTAL_BACKPRESSURE_SWEEP_MS = 500;
 
 export interface HubCounters {
   snapshotsSent: number;
@@ -103,7 +99,7 @@ export class HubServer {
   private readonly lowWater: number;
   private readonly maxTotalBackpressure: number;
   /** Per-connection log lines (connect, disconnect, refusals) under a rate, see LogLimiter. */
-  private readonly connLog = new LogLimiter(100, 20);
+  private readonly connLog = new LogLimiter(HUB_DEFAULTS.connLogBurst, HUB_DEFAULTS.connLogPerSecond);
 
   /**
    * Reads the store's current revision with a request sent after the call (StoreSync.probe).
@@ -118,18 +114,17 @@ export class HubServer {
 
   constructor(private readonly state: HubState, private readonly opts: HubServerOptions, private readonly log: Logger) {
     // A catch-up batch never queues more than a quarter of what would get the agent closed.
-    this.lowWater = Math.max(1, Math.min(LOW_WATER, Math.floor(opts.maxBackpressure / 4)));
-    this.maxTotalBackpressure = opts.maxTotalBackpressure ?? Math.max(opts.maxBackpressure * 4, 256 * 1024 * 1024);
+    this.lowWater = Math.max(1, Math.min(HUB_DEFAULTS.catchUpLowWaterBytes, Math.floor(opts.maxBackpressure / 4)));
+    this.maxTotalBackpressure = opts.maxTotalBackpressure
+      ?? Math.max(opts.maxBackpressure * HUB_DEFAULTS.totalBackpressureAgents, HUB_DEFAULTS.maxTotalBackpressure);
     this.sweepEveryBytes = Math.floor(opts.maxBackpressure / 4);
     this.app = opts.tls ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile }) : uWS.App();
     this.app.ws<AgentConn>('/*', {
       compression: uWS.DISABLED,
-      // uWebSockets.js closes (1009) on frames above this without telling us; up to it we
-      // read the frame and answer an oversized one with an error frame before closing.
-      maxPayloadLength: Math.max(opts.maxAgentFrameBytes, 1 << 20),
+      maxPayloadLength: Math.max(opts.maxAgentFrameBytes, HUB_DEFAULTS.minWsPayloadBytes),
       maxBackpressure: opts.maxBackpressure,
       closeOnBackpressureLimit: 1,
-      idleTimeout: 60,
+      idleTimeout: HUB_DEFAULTS.wsIdleTimeoutSec,
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => this.upgrade(res, req, context),
       open: (ws) => this.open(ws),
@@ -175,7 +170,7 @@ export class HubServer {
         this.listenSocket = sock;
         this.port = uWS.us_socket_local_port(sock);
         this.progressTimer = setInterval(() => this.publishProgress(this.state.revision, this.state.stale), this.opts.progressIntervalMs);
-        this.sweepTimer = setInterval(() => this.sweepBackpressure(), TOTAL_BACKPRESSURE_SWEEP_MS);
+        this.sweepTimer = setInterval(() => this.sweepBackpressure(), HUB_DEFAULTS.totalBackpressureSweepMs);
         this.sweepTimer.unref();
         resolve(this.port);
       });
@@ -201,7 +196,7 @@ export class HubServer {
       const afterMs = Math.round(Math.random() * spreadMs);
       this.sendFrame(ws, { t: 'move', afterMs, reason: 'hub shutting down' });
     }
-    while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, HUB_DEFAULTS.drainCheckMs));
   }
 
   /** Stops the hub's server: no more connections, progress frames or agents. */
@@ -310,7 +305,7 @@ export class HubServer {
     const conn = ws.getUserData();
     conn.phase = 'waiting';
     this.waiting.add(ws);
-    const timeoutMs = this.opts.aheadTimeoutMs ?? 30_000;
+    const timeoutMs = this.opts.aheadTimeoutMs ?? HUB_DEFAULTS.aheadTimeoutMs(this.opts.progressIntervalMs);
     conn.waitTimer = setTimeout(() => {
       if (conn.phase !== 'waiting') return;
       this.waiting.delete(ws);

@@ -13,24 +13,18 @@
 //   nothing for the keys inside: it becomes a delTree.
 // - The event history survives a restart (replayed from the WAL), so a watch resumes there.
 import { Backoff } from '../../shared/backoff.js';
+import { HUB_DEFAULTS } from '../defaults.js';
 import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch, type WatchHandlers } from './types.js';
 
 export interface Etcd2StoreOptions {
   /** e.g. ["http://10.0.0.1:4001"]; a request that cannot reach one moves on to the next. */
   endpoints: string[];
-  /** How long a request may wait for its response headers before the endpoint counts as unreachable (ms). */
+  /** How long a request may wait for its response headers before the endpoint counts as unreachable (ms; default HUB_DEFAULTS.etcd2RequestTimeoutMs). */
   requestTimeoutMs?: number;
-  /**
-   * An idle long poll is aborted and re-issued after this long (ms): etcd would hold it
-   * forever, and a silently dead TCP connection would hold it forever too.
-   */
+  /** An idle long poll is aborted and re-issued after this long (ms; default HUB_DEFAULTS.etcd2PollReissueMs). */
   pollReissueMs?: number;
 }
 
-const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
-const DEFAULT_POLL_REISSUE_MS = 60_000;
-/** A list of a large tree may take a while to transfer once its headers are in. */
-const LIST_BODY_TIMEOUT_MS = 60_000;
 const KEY_NOT_FOUND = 100;
 const EVENT_INDEX_CLEARED = 401;
 
@@ -85,8 +79,8 @@ export class Etcd2Store implements Store {
     if (opts.endpoints.length === 0) throw new Error('etcd2 store: no endpoints');
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
     this.description = `etcd2 ${this.endpoints.join(',')}`;
-    this.requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    this.pollReissueMs = opts.pollReissueMs ?? DEFAULT_POLL_REISSUE_MS;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? HUB_DEFAULTS.etcd2RequestTimeoutMs;
+    this.pollReissueMs = opts.pollReissueMs ?? HUB_DEFAULTS.etcd2PollReissueMs;
   }
 
   async currentRevision(): Promise<number> {
@@ -97,7 +91,7 @@ export class Etcd2Store implements Store {
 
   async list(prefix: string, atRevision?: number): Promise<ListResult> {
     const path = dirPath(prefix);
-    const answer = await this.request(`${keysPath(path)}?recursive=true&sorted=true`, LIST_BODY_TIMEOUT_MS);
+    const answer = await this.request(`${keysPath(path)}?recursive=true&sorted=true`, HUB_DEFAULTS.etcd2ListBodyTimeoutMs);
     const revision = requireIndex(answer, `list ${path}`);
     const missing = answer.status === 404 && (answer.body as V2Error | undefined)?.errorCode === KEY_NOT_FOUND;
     if (answer.status !== 200 && !missing) throw new Error(`etcd2 list ${path}: HTTP ${answer.status} ${JSON.stringify(answer.body)}`);
@@ -144,7 +138,7 @@ export class Etcd2Store implements Store {
    */
   private async follow(prefix: string, next: number, h: WatchHandlers, stop: AbortSignal): Promise<void> {
     const path = dirPath(prefix);
-    const backoff = new Backoff(200, 5000);
+    const backoff = new Backoff(HUB_DEFAULTS.storeRetryBaseMs, HUB_DEFAULTS.storeRetryCapMs);
     let disconnected = false;
     const reachable = () => {
       if (!disconnected) return;

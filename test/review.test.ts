@@ -1,0 +1,42 @@
+// The review's "one place for each thing": the programs' defaults are the ones in
+// HUB_DEFAULTS / AGENT_DEFAULTS, and errors on the hub's extra routes and in the agent's
+// embedded hub reach the operator instead of vanishing.
+import test from 'ava';
+import { AGENT_DEFAULTS } from '../agent/defaults.js';
+import { HUB_DEFAULTS } from '../hub/defaults.js';
+import { run } from './helpers/cli.js';
+
+/** The `(default N` a Go-style usage text gives for a flag. */
+function usageDefault(usage: string, flag: string): string | undefined {
+  const lines = usage.split('\n');
+  const at = lines.findIndex((l) => new RegExp(`^\\s+-{1,2}${flag.replace('.', '\\.')}\\b`).test(l));
+  if (at < 0) return undefined;
+  return /\(default "?([^",)]*)"?/.exec(lines[at + 1] ?? '')?.[1];
+}
+
+test('the hub\'s flags default to HUB_DEFAULTS', async (t) => {
+  const r = await run('hub', ['--help']);
+  t.is(r.code, 0, r.stderr);
+  const want: Record<string, string | number> = {
+    prefix: HUB_DEFAULTS.prefix,
+    'history-count': HUB_DEFAULTS.historyMaxCount,
+    'history-bytes': HUB_DEFAULTS.historyMaxBytes,
+    'history-prefill': HUB_DEFAULTS.historyPrefillRevisions,
+    'max-backpressure': HUB_DEFAULTS.maxBackpressure,
+    'max-total-backpressure': HUB_DEFAULTS.maxTotalBackpressure,
+    'progress-interval': HUB_DEFAULTS.progressIntervalMs,
+    'shutdown-spread': HUB_DEFAULTS.shutdownSpreadMs,
+  };
+  for (const [flag, value] of Object.entries(want)) t.is(usageDefault(r.stdout, flag), String(value), flag);
+});
+
+test('the agent\'s flags default to AGENT_DEFAULTS, and its silence timeout is three of the hubs\' progress periods', async (t) => {
+  const r = await run('agent', ['-h']);
+  t.is(r.code, 0, r.stderr);
+  t.is(usageDefault(r.stdout, 'silence-timeout'), String(AGENT_DEFAULTS.silenceTimeoutMs));
+  t.is(usageDefault(r.stdout, 'reconnect-max'), String(AGENT_DEFAULTS.backoffCapMs));
+  t.regex(r.stdout, new RegExp(`backoff from ${AGENT_DEFAULTS.backoffBaseMs} ms\\) \\(default \\d+, at least ${AGENT_DEFAULTS.backoffBaseMs}\\)`));
+  t.is(usageDefault(r.stdout, 'prefix'), HUB_DEFAULTS.prefix);
+  // A hub on its default interval is never dropped as silent by an agent on its default.
+  t.is(AGENT_DEFAULTS.silenceTimeoutMs, 3 * HUB_DEFAULTS.progressIntervalMs);
+});
