@@ -34,11 +34,10 @@ export class StoreSync {
   private readonly presentBackoff = new Backoff(HUB_DEFAULTS.storeRetryBaseMs, HUB_DEFAULTS.storeRetryCapMs);
   private readonly prefillRevisions: number;
   private readonly probeIntervalMs: number;
-  /** Counters for metrics and /debug. */
+  /** Counters for /metrics (hub/metrics.ts). */
   relists = 0;
   disconnects = 0;
   probes = 0;
-  lastError = '';
   /**
    * True once the state reflects a list of the present (not only a historical list that the
    * watch is still replaying forward). Agents are served only from then on — a prefill list
@@ -88,10 +87,9 @@ export class StoreSync {
       this.resolveReady?.();
       this.scheduleProbe(this.probeIntervalMs);
     } catch (err) {
-      this.lastError = (err as Error).message;
       this.state.setStale(true);
       const delay = this.backoff.next();
-      this.log.warn({ err: this.lastError, retryInMs: Math.round(delay) },
+      this.log.warn({ err: (err as Error).message, retryInMs: Math.round(delay) },
         this.state.loaded ? 'store list/watch failed; serving last state as stale' : 'store list/watch failed; no state to serve yet');
       this.retryTimer = setTimeout(() => void this.relist(), delay);
     }
@@ -151,7 +149,6 @@ export class StoreSync {
       },
       onDisconnected: (reason) => {
         this.disconnects++;
-        this.lastError = reason;
         this.log.warn({ reason }, this.state.loaded ? 'store disconnected; serving last state as stale' : 'store disconnected');
         this.state.setStale(true);
       },
@@ -254,13 +251,13 @@ export class StoreSync {
       this.becomeCurrent();
     } catch (err) {
       this.listingPresent = false;
-      this.lastError = (err as Error).message;
+      const message = (err as Error).message;
       if (this.current || this.stopped) {
-        this.log.warn({ err: this.lastError, why }, 'list of the present failed');
+        this.log.warn({ err: message, why }, 'list of the present failed');
         return;
       }
       const delay = this.presentBackoff.next();
-      this.log.warn({ err: this.lastError, retryInMs: Math.round(delay) }, 'list of the present failed; not serving agents until it works (the state is history)');
+      this.log.warn({ err: message, retryInMs: Math.round(delay) }, 'list of the present failed; not serving agents until it works (the state is history)');
       this.presentTimer = setTimeout(() => this.listPresent(why), delay);
     }
   }
