@@ -69,7 +69,7 @@ export interface HubCounters {
   bytesSent: number;
   slowAgentDisconnects: number;
   /** Clients refused: a missing or wrong token, or a protocol violation. */
-  rogueClients: number;
+  rejectedClients: number;
   /** Agents sent away after waiting aheadTimeoutMs for the hub. */
   waitTimeouts: number;
   /** Agents sent a reset snapshot (their state was from another store history). */
@@ -87,7 +87,7 @@ export class HubServer {
   private nextId = 1;
   private liveCount = 0;
   readonly counters: HubCounters = {
-    snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rogueClients: 0,
+    snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rejectedClients: 0,
     waitTimeouts: 0, resetSnapshots: 0, totalBackpressureDisconnects: 0,
   };
   port = 0;
@@ -239,7 +239,7 @@ export class HubServer {
     const authorization = req.getHeader('authorization');
     const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
     if (this.opts.authorize && !this.opts.authorize(authorization)) {
-      this.counters.rogueClients++;
+      this.counters.rejectedClients++;
       this.logConn('warn', { remote }, 'agent refused: missing or wrong token');
       res.writeStatus('401 Unauthorized').writeHeader('WWW-Authenticate', 'Bearer').end('unauthorized');
       return;
@@ -293,7 +293,7 @@ export class HubServer {
   private reject(ws: uWS.WebSocket<AgentConn>, code: string, detail: string): void {
     const conn = ws.getUserData();
     if (conn.phase === 'closed') return;
-    this.counters.rogueClients++;
+    this.counters.rejectedClients++;
     // `detail`, not `msg`: pino's own message key is msg, and two of them hide the reason.
     this.logConn('warn', { agent: conn.id, remote: conn.remote, code, detail }, 'agent rejected');
     this.sendFrame(ws, { t: 'err', code, msg: detail });

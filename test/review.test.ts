@@ -4,7 +4,11 @@
 import test from 'ava';
 import { AGENT_DEFAULTS } from '../agent/defaults.js';
 import { HUB_DEFAULTS } from '../hub/defaults.js';
+import { hubMetrics } from '../hub/metrics.js';
+import { MemoryStore } from '../hub/store/memory.js';
 import { run } from './helpers/cli.js';
+import { FakeAgent, hubOn } from './helpers/fake-agent.js';
+import { httpGet } from './helpers/procs.js';
 
 /** The `(default N` a Go-style usage text gives for a flag. */
 function usageDefault(usage: string, flag: string): string | undefined {
@@ -39,4 +43,18 @@ test('the agent\'s flags default to AGENT_DEFAULTS, and its silence timeout is t
   t.is(usageDefault(r.stdout, 'prefix'), HUB_DEFAULTS.prefix);
   // A hub on its default interval is never dropped as silent by an agent on its default.
   t.is(AGENT_DEFAULTS.silenceTimeoutMs, 3 * HUB_DEFAULTS.progressIntervalMs);
+});
+
+test('a rejected client is counted as rejectedClients and exported under the metric name dashboards use', async (t) => {
+  const metrics = hubMetrics();
+  const hub = await hubOn(new MemoryStore({ '/lain/config/domain': 'lain.local' }), {
+    routes: { '/metrics': () => ({ status: 200, contentType: metrics.contentType, body: metrics.render() }) },
+  });
+  metrics.bind(hub);
+  t.teardown(() => hub.stop());
+  const rogue = new FakeAgent(hub.port, 'text is not the protocol');
+  await rogue.until(() => rogue.closed !== undefined);
+  t.is(hub.server.counters.rejectedClients, 1);
+  const body = (await httpGet(`http://127.0.0.1:${hub.port}/metrics`)).body;
+  t.regex(body, /^lainlet_hub_rejected_clients_total 1$/m);
 });
