@@ -11,6 +11,7 @@ import { Cache } from './cache.js';
 import { HubClient } from './client.js';
 import { AgentHttp } from './http.js';
 import { Indexes } from './indexes.js';
+import { debugView } from './debug.js';
 import { AGENT_DEFAULTS } from './defaults.js';
 import { AgentMetrics } from './metrics.js';
 import { StatePersister } from './persist.js';
@@ -102,34 +103,9 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
     streams,
     notReadyReason: () => (cache.hasState ? null : 'lainlet agent not synced yet: no state from a hub or state file'),
     version: VERSION,
-    debug: (): unknown => ({
-      connections: http.inFlight,
-      goroutines: (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length,
-      version: VERSION,
-      hostname,
-      nodeIp: opts.nodeIp,
-      revision: cache.revision,
-      hasState: cache.hasState,
-      source: cache.source,
-      stale: isStale(),
-      hub: {
-        address: client.status.hub,
-        connected: client.status.connected,
-        live: client.status.live,
-        revision: client.status.hubRevision,
-        hubStale: cache.hubStale,
-        lastFrameAgeMs: client.status.lastFrameAt ? Date.now() - client.status.lastFrameAt : null,
-        reconnects: client.status.reconnects,
-        snapshots: client.status.snapshots,
-        resets: client.status.resets,
-        silenceTimeoutMs: client.silenceTimeoutMs,
-        lastError: client.status.lastError,
-      },
-      streams: streams.stats,
-      answers: { renders: answers.renders, hits: answers.hits },
-      indexes: indexes.stats(),
-      stateFile: persister ? { path: persister.path, revision: persister.savedRevision, lastSavedAt: persister.lastSavedAt || null, lastError: persister.lastSaveError, errors: persister.saveErrors } : null,
-      uptimeMs: Date.now() - startedAt,
+    debug: debugView({
+      version: VERSION, hostname, nodeIp: opts.nodeIp, startedAt,
+      cache, client, streams, answers, indexes, persister, isStale, http: () => http,
     }),
     extraRoutes: { '/metrics': async () => ({ status: 200, ...(await metrics.scrape()) }) },
     // No log line per request unless -debug: a busy node answers thousands a second.

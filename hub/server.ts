@@ -119,10 +119,21 @@ export class HubServer {
       ?? Math.max(opts.maxBackpressure * HUB_DEFAULTS.totalBackpressureAgents, HUB_DEFAULTS.maxTotalBackpressure);
     this.sweepEveryBytes = Math.floor(opts.maxBackpressure / 4);
     this.app = opts.tls ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile }) : uWS.App();
+    this.serveAgents();
+    this.serveHttp();
+    state.setListener({
+      onDelta: (frame) => this.publishDelta(frame),
+      onProgress: (rev, stale) => this.publishProgress(rev, stale),
+      onReset: () => this.resetAll(),
+    });
+  }
+
+  /** The WebSocket agents connect to, on every path. */
+  private serveAgents(): void {
     this.app.ws<AgentConn>('/*', {
       compression: uWS.DISABLED,
-      maxPayloadLength: Math.max(opts.maxAgentFrameBytes, HUB_DEFAULTS.minWsPayloadBytes),
-      maxBackpressure: opts.maxBackpressure,
+      maxPayloadLength: Math.max(this.opts.maxAgentFrameBytes, HUB_DEFAULTS.minWsPayloadBytes),
+      maxBackpressure: this.opts.maxBackpressure,
       closeOnBackpressureLimit: 1,
       idleTimeout: HUB_DEFAULTS.wsIdleTimeoutSec,
       sendPingsAutomatically: true,
@@ -132,6 +143,10 @@ export class HubServer {
       drain: (ws) => { if (ws.getUserData().phase === 'catchup') this.pump(ws); },
       close: (ws, code, message) => this.closed(ws, code, message),
     });
+  }
+
+  /** Plain HTTP beside the WebSocket: /healthz, the extra routes (e.g. /metrics), 404 for the rest. */
+  private serveHttp(): void {
     // 200 only when the hub is fit to take agents: loaded, current and in touch with its store
     // (a rolling upgrade waits for this before moving on to the next hub).
     this.app.get('/healthz', (res) => {
@@ -139,7 +154,7 @@ export class HubServer {
       res.writeStatus(ok ? '200 OK' : '503 Service Unavailable').writeHeader('Content-Type', 'application/json')
         .end(JSON.stringify({ ok, revision: this.state.revision, stale: this.state.stale, current: this.isCurrent(), agents: this.conns.size }));
     });
-    for (const [path, handler] of Object.entries(opts.routes ?? {})) {
+    for (const [path, handler] of Object.entries(this.opts.routes ?? {})) {
       this.app.get(path, (res) => {
         let aborted = false;
         res.onAborted(() => { aborted = true; });
@@ -151,12 +166,6 @@ export class HubServer {
       });
     }
     this.app.any('/*', (res) => { res.writeStatus('404 Not Found').end('not found'); });
-
-    state.setListener({
-      onDelta: (frame) => this.publishDelta(frame),
-      onProgress: (rev, stale) => this.publishProgress(rev, stale),
-      onReset: () => this.resetAll(),
-    });
   }
 
   async listen(): Promise<number> {
