@@ -43,8 +43,11 @@ export interface HubServerOptions {
   authorize?: (authorization: string) => boolean;
   tls?: { certFile: string; keyFile: string };
   /** Extra plain-HTTP routes (e.g. /metrics). */
-  routes?: Record<string, () => { status: number; contentType: string; body: string | Promise<string> }>;
+  routes?: Record<string, RouteHandler>;
 }
+
+/** An extra route: its status, content type and (maybe later) body. */
+export type RouteHandler = () => { status: number; contentType: string; body: string | Promise<string> };
 
 interface AgentConn {
   id: number;
@@ -155,17 +158,34 @@ export class HubServer {
         .end(JSON.stringify({ ok, revision: this.state.revision, stale: this.state.stale, current: this.isCurrent(), agents: this.conns.size }));
     });
     for (const [path, handler] of Object.entries(this.opts.routes ?? {})) {
-      this.app.get(path, (res) => {
-        let aborted = false;
-        res.onAborted(() => { aborted = true; });
-        const out = handler();
-        void Promise.resolve(out.body).then((body) => {
-          if (aborted) return;
-          res.cork(() => res.writeStatus(String(out.status)).writeHeader('Content-Type', out.contentType).end(body));
-        });
-      });
+      this.app.get(path, (res) => this.serveRoute(path, handler, res));
     }
     this.app.any('/*', (res) => { res.writeStatus('404 Not Found').end('not found'); });
+  }
+
+  /**
+   * One extra route's answer. A route that throws, or whose body rejects, is answered 500 and
+   * logged: left alone, its request would never be answered and its rejection go unhandled.
+   */
+  private serveRoute(path: string, handler: RouteHandler, res: uWS.HttpResponse): void {
+    let aborted = false;
+    // uWebSockets.js requires this before answering later than in this call.
+    res.onAborted(() => { aborted = true; });
+    const answer = (status: string, contentType: string, body: string) => {
+      if (aborted) return;
+      res.cork(() => res.writeStatus(status).writeHeader('Content-Type', contentType).end(body));
+    };
+    void (async () => {
+      const out = handler();
+      return { ...out, body: await out.body };
+    })().then(
+      (out) => answer(String(out.status), out.contentType, out.body),
+      (err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err);
+        this.log.error({ path, err: message }, 'hub route failed; answered 500');
+        answer('500 Internal Server Error', 'text/plain; charset=utf-8', `internal error: ${message}`);
+      },
+    );
   }
 
   async listen(): Promise<number> {

@@ -2,10 +2,13 @@
 // HUB_DEFAULTS / AGENT_DEFAULTS, and errors on the hub's extra routes and in the agent's
 // embedded hub reach the operator instead of vanishing.
 import test from 'ava';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 import { AGENT_DEFAULTS } from '../agent/defaults.js';
 import { HUB_DEFAULTS } from '../hub/defaults.js';
 import { hubMetrics } from '../hub/metrics.js';
 import { MemoryStore } from '../hub/store/memory.js';
+import { PROTOCOL_VERSION } from '../shared/protocol.js';
 import { run } from './helpers/cli.js';
 import { FakeAgent, hubOn } from './helpers/fake-agent.js';
 import { httpGet } from './helpers/procs.js';
@@ -57,4 +60,40 @@ test('a rejected client is counted as rejectedClients and exported under the met
   t.is(hub.server.counters.rejectedClients, 1);
   const body = (await httpGet(`http://127.0.0.1:${hub.port}/metrics`)).body;
   t.regex(body, /^lainlet_hub_rejected_clients_total 1$/m);
+});
+
+/** A logger whose JSON lines a test can read. */
+function capturingLogger(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const sink = new Writable({ write(chunk: Buffer, _enc, cb) { for (const l of chunk.toString().split('\n')) if (l) lines.push(l); cb(); } });
+  return { log: pino({ level: 'info' }, sink), lines };
+}
+
+test('a hub route that throws or whose body rejects is answered 500 and logged, and the hub goes on serving', async (t) => {
+  const { log, lines } = capturingLogger();
+  const hub = await hubOn(new MemoryStore({ '/lain/config/domain': 'lain.local' }), {
+    routes: {
+      '/throws': () => { throw new Error('route blew up'); },
+      '/rejects': () => ({ status: 200, contentType: 'text/plain', body: Promise.reject(new Error('body never came')) }),
+      '/works': () => ({ status: 200, contentType: 'text/plain', body: 'fine' }),
+    },
+  }, log);
+  t.teardown(() => hub.stop());
+  const base = `http://127.0.0.1:${hub.port}`;
+  const thrown = await httpGet(`${base}/throws`);
+  t.is(thrown.status, 500);
+  t.regex(thrown.body, /route blew up/);
+  const rejected = await httpGet(`${base}/rejects`);
+  t.is(rejected.status, 500);
+  t.regex(rejected.body, /body never came/);
+  for (const [path, why] of [['/throws', 'route blew up'], ['/rejects', 'body never came']]) {
+    t.true(lines.some((l) => l.includes('"hub route failed; answered 500"') && l.includes(`"path":"${path}"`) && l.includes(why)), `${path} logged`);
+  }
+  // Still serving: the other routes, health, and agents.
+  t.is((await httpGet(`${base}/works`)).body, 'fine');
+  t.is((await httpGet(`${base}/healthz`)).status, 200);
+  const agent = new FakeAgent(hub.port, { t: 'hello', v: PROTOCOL_VERSION, node: 'n1', rev: 0 });
+  await agent.until(() => agent.of('prog').length > 0);
+  t.deepEqual(agent.of('snap')[0]?.puts, [['/lain/config/domain', 'lain.local']], 'the agent got its snapshot');
+  agent.ws.close();
 });
