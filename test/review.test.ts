@@ -2,6 +2,10 @@
 // HUB_DEFAULTS / AGENT_DEFAULTS, and errors on the hub's extra routes and in the agent's
 // embedded hub reach the operator instead of vanishing.
 import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { AGENT_DEFAULTS } from '../agent/defaults.js';
@@ -96,4 +100,24 @@ test('a hub route that throws or whose body rejects is answered 500 and logged, 
   await agent.until(() => agent.of('prog').length > 0);
   t.deepEqual(agent.of('snap')[0]?.puts, [['/lain/config/domain', 'lain.local']], 'the agent got its snapshot');
   agent.ws.close();
+});
+
+test('a standalone agent whose embedded hub cannot listen fails at start with one clear line and exit 1', async (t) => {
+  // uWebSockets.js answers a listen it cannot bind with no socket: a preload makes every
+  // listen of this process do so (the App stays the native one, so the runtime check passes).
+  const dir = mkdtempSync(join(tmpdir(), 'lainlet-review-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const uws = createRequire(import.meta.url).resolve('uWebSockets.js');
+  const preload = join(dir, 'no-listen.cjs');
+  writeFileSync(preload, `const uws = require(${JSON.stringify(uws)});
+uws.App = new Proxy(uws.App, { apply(target, self, args) {
+  const app = Reflect.apply(target, self, args);
+  app.listen = (host, port, cb) => { cb(false); return app; };
+  return app;
+} });
+`);
+  const r = await run('agent', ['-web', '127.0.0.1:0', '-etcd', '127.0.0.1:1'], { env: { NODE_OPTIONS: `--require ${preload}` } });
+  t.false(r.started, r.stdout);
+  t.is(r.code, 1);
+  t.is(r.stderr, 'lainlet-agent: cannot start the embedded hub: cannot listen on 127.0.0.1:0\n');
 });
