@@ -1,11 +1,15 @@
 // The agent-facing WebSocket server (uWebSockets.js).
 //
-// Each agent connection goes through three phases:
+// After its hello, each agent connection goes through up to three phases:
 //   waiting  — it said hello while the hub is not current yet (a starting hub replaying
 //              history serves nobody: the past is never handed out as the present), or at a
 //              revision the hub has not reached; it is timed out after aheadTimeoutMs;
-//   catchup  — it is being sent a snapshot and/or history deltas (CatchUp), paced by
-//              backpressure (drain events), never more than LOW_WATER bytes queued at a time;
+//   catchup  — it is being sent a snapshot (a reset snapshot when its state is from another
+//              store history) and/or history deltas (CatchUp). Frames go out in batches while
+//              less than lowWater bytes are queued on its socket (HUB_DEFAULTS.catchUpLowWaterBytes,
+//              at most a quarter of maxBackpressure), each batch sized to what is left of that
+//              but at least one frame, so the queue passes lowWater by one frame at most; the
+//              next batch follows on the socket's drain event;
 //   live     — it is subscribed to the "deltas" topic and gets every delta by pub/sub.
 // The switch from catchup to live happens in one synchronous step after the last catch-up
 // frame, so no delta can fall between the two.

@@ -1,4 +1,5 @@
-// The etcd v3 backend: one prefix list, then ONE watch on the prefix (etcd3 package).
+// The etcd v3 backend (etcd3 package): prefix lists (of the present, or of a past revision
+// for the prefill), one-key reads of the store's revision, and ONE watch on the prefix.
 //
 // Seen with etcd3 1.1.2 against etcd 3.4 (DESIGN.md, Known traps): a watch whose start
 // revision was compacted emits one `error` ("Watcher canceled") and then stays silent, so
@@ -11,6 +12,9 @@
 // handed to the sync — and writes it into the create request every time the library is
 // about to (re)create the watcher (its `connecting` event, emitted with the very request
 // object it then sends). test/etcd-faults.test.ts breaks the stream mid-backlog to pin it.
+// Only events move the cursor, never an event-less progress response (see the data handler);
+// and a re-created watch is not trusted alone: on onReconnected the sync lists the present and
+// publishes whatever the watch missed (hub/sync.ts).
 import { Etcd3, type Watcher } from 'etcd3';
 import { HUB_DEFAULTS } from '../defaults.js';
 import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch, type WatchHandlers } from './types.js';
