@@ -2,6 +2,7 @@
 // file. Used by the agent's main, the demo and the tests.
 import { hostname as osHostname } from 'node:os';
 import { collectGarbage } from '../shared/gc.js';
+import { HUB_DEFAULTS } from '../hub/defaults.js';
 import type { Logger } from '../shared/log.js';
 import { VERSION } from '../shared/version.js';
 import { AnswerCache } from './api/answers.js';
@@ -10,6 +11,8 @@ import { Cache } from './cache.js';
 import { HubClient } from './client.js';
 import { AgentHttp } from './http.js';
 import { Indexes } from './indexes.js';
+import { debugView } from './debug.js';
+import { AGENT_DEFAULTS } from './defaults.js';
 import { AgentMetrics } from './metrics.js';
 import { StatePersister } from './persist.js';
 import { StreamHub } from './streams.js';
@@ -27,7 +30,7 @@ export interface AgentOptions {
   caFile?: string;
   stateDir?: string;
   prefix?: string;
-  /** 3 × the hubs' progress interval. */
+  /** 3 × the hubs' progress interval. Options left out take their value from AGENT_DEFAULTS. */
   silenceTimeoutMs?: number;
   backoffBaseMs?: number;
   backoffCapMs?: number;
@@ -35,15 +38,8 @@ export interface AgentOptions {
   maxStreamBufferBytes?: number;
 }
 
-export const AGENT_DEFAULTS = {
-  silenceTimeoutMs: 15_000,
-  // Full-jitter backoff from ~200 ms up to 30 s (issue #4): quick after a blip, gentle on a
-  // hub tier that is coming back with every node of the cluster knocking.
-  backoffBaseMs: 200,
-  backoffCapMs: 30_000,
-  // A few MB: several full all-apps answers of a large cluster.
-  maxStreamBufferBytes: 4 * 1024 * 1024,
-};
+// bench/lib imports AGENT_DEFAULTS from here; it lives in agent/defaults.ts.
+export { AGENT_DEFAULTS };
 
 export interface Agent {
   port: number;
@@ -58,7 +54,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   const startedAt = Date.now();
   const hostname = opts.hostname || osHostname();
   const cache = new Cache();
-  const indexes = new Indexes({ prefix: opts.prefix ?? '/lain/', logger: log });
+  const indexes = new Indexes({ prefix: opts.prefix ?? HUB_DEFAULTS.prefix, logger: log });
   const endpoints = createEndpoints({ indexes, nodeIp: opts.nodeIp, hostname, noauth: opts.noauth });
   const answers = new AnswerCache((index) => indexes.generation(index));
   const streams = new StreamHub(answers, opts.maxStreamBufferBytes ?? AGENT_DEFAULTS.maxStreamBufferBytes);
@@ -83,7 +79,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   const settle = () => {
     if (settled || !cache.hasState) return;
     settled = true;
-    setTimeout(collectGarbage, 100).unref();
+    setTimeout(collectGarbage, AGENT_DEFAULTS.settleGcDelayMs).unref();
   };
   const client = new HubClient({
     hubs: opts.hubs,
@@ -107,34 +103,9 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
     streams,
     notReadyReason: () => (cache.hasState ? null : 'lainlet agent not synced yet: no state from a hub or state file'),
     version: VERSION,
-    debug: (): unknown => ({
-      connections: http.inFlight,
-      goroutines: (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length,
-      version: VERSION,
-      hostname,
-      nodeIp: opts.nodeIp,
-      revision: cache.revision,
-      hasState: cache.hasState,
-      source: cache.source,
-      stale: isStale(),
-      hub: {
-        address: client.status.hub,
-        connected: client.status.connected,
-        live: client.status.live,
-        revision: client.status.hubRevision,
-        hubStale: cache.hubStale,
-        lastFrameAgeMs: client.status.lastFrameAt ? Date.now() - client.status.lastFrameAt : null,
-        reconnects: client.status.reconnects,
-        snapshots: client.status.snapshots,
-        resets: client.status.resets,
-        silenceTimeoutMs: client.silenceTimeoutMs,
-        lastError: client.status.lastError,
-      },
-      streams: streams.stats,
-      answers: { renders: answers.renders, hits: answers.hits },
-      indexes: indexes.stats(),
-      stateFile: persister ? { path: persister.path, revision: persister.savedRevision, lastSavedAt: persister.lastSavedAt || null, lastError: persister.lastSaveError, errors: persister.saveErrors } : null,
-      uptimeMs: Date.now() - startedAt,
+    debug: debugView({
+      version: VERSION, hostname, nodeIp: opts.nodeIp, startedAt,
+      cache, client, streams, answers, indexes, persister, isStale, http: () => http,
     }),
     extraRoutes: { '/metrics': async () => ({ status: 200, ...(await metrics.scrape()) }) },
     // No log line per request unless -debug: a busy node answers thousands a second.

@@ -15,6 +15,7 @@ import net, { type Socket } from 'node:net';
 import type { AnswerCache } from './api/answers.js';
 import { parseQuery, routePath } from './api/endpoints/request.js';
 import { normalizeIp } from './auth.js';
+import { AGENT_DEFAULTS } from './defaults.js';
 import type { Answer, ApiRequest, Endpoint } from './api/types.js';
 import { STREAM_HEADER, endConnection, eventFrame, type StreamHub } from './streams.js';
 
@@ -144,10 +145,10 @@ export class AgentHttp {
 
   constructor(private readonly opts: HttpOptions) {
     for (const e of opts.endpoints) this.routes.set(e.path, e);
-    this.server = http.createServer({ requireHostHeader: false, keepAliveTimeout: 60_000, maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => this.handle(req, res));
+    this.server = http.createServer({ requireHostHeader: false, keepAliveTimeout: AGENT_DEFAULTS.httpKeepAliveMs, maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => this.handle(req, res));
     // Event streams live for days; only the request head has a deadline.
     this.server.requestTimeout = 0;
-    this.server.headersTimeout = 60_000;
+    this.server.headersTimeout = AGENT_DEFAULTS.httpHeadersTimeoutMs;
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
     // Expect: 100-continue — Go sends the 100 only when a handler reads the body, which lainlet's
     // never do. node would send it unasked, and for a pipelined request with a Buffer body it
@@ -200,13 +201,18 @@ export class AgentHttp {
     this.route(req, res, path, search);
   }
 
+  /** Counts the request as in flight (the original's `connections`) until its answer closes, and answers it. */
   private route(req: http.IncomingMessage, res: http.ServerResponse, path: string, search: string): void {
     this.inFlight++;
     let counted = true;
     const done = () => { if (counted) { counted = false; this.inFlight--; } };
     res.once('close', done);
     if (!res.socket) this.countQueued(req.socket, res, done);
+    this.answer(req, res, path, search, done);
+  }
 
+  /** Which kind of answer a request gets: an unknown path, a method the original refuses, the agent's own routes, or the API. */
+  private answer(req: http.IncomingMessage, res: http.ServerResponse, path: string, search: string, done: () => void): void {
     const method = req.method ?? 'GET';
     if (!this.isKnown(path)) {
       // Go's server-wide answer to "OPTIONS *" (globalOptionsHandler).
@@ -220,14 +226,29 @@ export class AgentHttp {
       if (watch) return this.hijack(req, res, done, (socket) => endConnection(socket, STREAM_HEADER));
       return this.plain(res, path, 404, PAGE_NOT_FOUND, [...TEXT_PLAIN, 'X-Content-Type-Options', 'nosniff']);
     }
-    if (path === '/version') return this.plain(res, path, 200, this.opts.version);
-    if (path === '/debug') return this.plain(res, path, 200, JSON.stringify(this.opts.debug()));
-    const extra = this.opts.extraRoutes?.[path];
-    if (extra) {
-      void extra().then((r) => this.plain(res, path, r.status, r.body, ['Content-Type', r.contentType]),
-        (err: Error) => this.plain(res, path, 500, err.message));
-      return;
+    if (this.serveOwn(res, path)) return;
+    this.serveApi(req, res, path, params, watch, done);
+  }
+
+  /** The agent's own routes (/version, /debug, the extra ones such as /metrics); false for an API path. */
+  private serveOwn(res: http.ServerResponse, path: string): boolean {
+    if (path === '/version') {
+      this.plain(res, path, 200, this.opts.version);
+      return true;
     }
+    if (path === '/debug') {
+      this.plain(res, path, 200, JSON.stringify(this.opts.debug()));
+      return true;
+    }
+    const extra = this.opts.extraRoutes?.[path];
+    if (!extra) return false;
+    void extra().then((r) => this.plain(res, path, r.status, r.body, ['Content-Type', r.contentType]),
+      (err: Error) => this.plain(res, path, 500, err.message));
+    return true;
+  }
+
+  /** A /v2 endpoint: 503 until the agent has a state, then its answer or its event stream. */
+  private serveApi(req: http.IncomingMessage, res: http.ServerResponse, path: string, params: Map<string, string>, watch: boolean, done: () => void): void {
     const endpoint = this.routes.get(path)!;
     const notReady = this.opts.notReadyReason();
     // Not synced yet: 503 for GET and watch alike (API.md §11 item 8) — an empty init would
@@ -240,18 +261,24 @@ export class AgentHttp {
     } catch (err) {
       resolved = { status: 500, body: `internal error: ${(err as Error).message}` };
     }
-    if (watch) {
-      // The original refuses watch on localspecquery before any parameter or auth check.
-      if (!endpoint.watchable) return this.streamError(req, res, `${path.replace('/v2', '')} do not support watch action`, done);
-      if ('status' in resolved) return this.streamError(req, res, resolved.body, done);
-      const heartbeat = heartbeatSeconds(params.get('heartbeat') ?? '');
-      const scope = resolved.scope;
-      this.opts.onRequest?.(path, 200);
-      return this.hijack(req, res, done, (socket) => this.opts.streams.open(socket, endpoint, scope, heartbeat));
-    }
+    if (watch) return this.serveWatch(req, res, path, endpoint, resolved, params, done);
     if ('status' in resolved) return this.plain(res, path, resolved.status, resolved.body);
     const answer = this.opts.answers.get(endpoint, resolved.scope);
     this.plain(res, path, answer.status, this.opts.answers.bytes(answer));
+  }
+
+  /** A watch: the stream's error event when the endpoint or the request refuses it, else the stream. */
+  private serveWatch(
+    req: http.IncomingMessage, res: http.ServerResponse, path: string, endpoint: Endpoint,
+    resolved: { scope: string } | Answer, params: Map<string, string>, done: () => void,
+  ): void {
+    // The original refuses watch on localspecquery before any parameter or auth check.
+    if (!endpoint.watchable) return this.streamError(req, res, `${path.replace('/v2', '')} do not support watch action`, done);
+    if ('status' in resolved) return this.streamError(req, res, resolved.body, done);
+    const heartbeat = heartbeatSeconds(params.get('heartbeat') ?? '');
+    const scope = resolved.scope;
+    this.opts.onRequest?.(path, 200);
+    this.hijack(req, res, done, (socket) => this.opts.streams.open(socket, endpoint, scope, heartbeat));
   }
 
   /**

@@ -10,16 +10,13 @@ import { checkIp, FlagError, MAX_TIMER_MS, parseEndpoints, parseFlags, parseHubA
 import { runtimeProblems } from '../shared/runtime.js';
 import { readToken, tokenFileWarning } from '../shared/token.js';
 import { VERSION } from '../shared/version.js';
+import { HUB_DEFAULTS } from '../hub/defaults.js';
 import type { Hub } from '../hub/hub.js';
+import { AGENT_DEFAULTS } from './defaults.js';
 // ./agent.js is imported once the runtime is checked: it loads agent/persist.ts, whose
 // `import { crc32 } from 'node:zlib'` is a link error (a stack trace) before Node.js 20.15.
 
 const PROGRAM = 'lainlet-agent';
-/**
- * The reconnect backoff's base, passed to the agent explicitly so -reconnect-max's floor is the
- * base in use (agent/agent.ts's AGENT_DEFAULTS.backoffBaseMs has the same value).
- */
-const BACKOFF_BASE_MS = 200;
 
 const SPECS: FlagSpec[] = [
   { name: 'web', kind: 'string', default: ':9001', help: 'HTTP API listen address (":9001" = all interfaces)' },
@@ -31,20 +28,20 @@ const SPECS: FlagSpec[] = [
   { name: 'hub', kind: 'string', default: '', help: 'hub addresses, comma-separated ws://host:port or wss://host:port' },
   { name: 'etcd', kind: 'string', default: '', help: 'standalone mode: etcd endpoints (host:port,...); runs an embedded hub instead of -hub' },
   { name: 'store', kind: 'string', default: 'etcd', help: 'standalone mode: etcd (v3 API) or etcd2 (v2 keys API)' },
-  { name: 'prefix', kind: 'string', default: '/lain/', help: 'etcd key prefix holding the Lain state' },
+  { name: 'prefix', kind: 'string', default: HUB_DEFAULTS.prefix, help: 'etcd key prefix holding the Lain state' },
   { name: 'hostname', kind: 'string', default: '', help: 'node name used by /v2/rebellion/localprocs (default: the OS hostname)' },
   { name: 'state-dir', kind: 'string', default: '', help: 'directory for the persisted state (served, stale, when no hub is reachable)' },
   { name: 'token-file', kind: 'string', default: '', help: 'file holding the bearer token the hubs require' },
   { name: 'ca-file', kind: 'string', default: '', help: 'CA certificate (PEM) to verify wss:// hubs' },
   {
-    name: 'silence-timeout', kind: 'int', default: 15_000, min: 1000, max: MAX_TIMER_MS,
+    name: 'silence-timeout', kind: 'int', default: AGENT_DEFAULTS.silenceTimeoutMs, min: 1000, max: MAX_TIMER_MS,
     help: 'milliseconds without a frame before a hub is considered dead (keep it 3 × the hubs\' --progress-interval)',
     why: 'a healthy hub is quiet between its progress frames, and either side stalls for hundreds of ms on a GC or a big snapshot; a shorter timeout drops healthy hubs in a connect/drop loop',
   },
   {
-    name: 'reconnect-max', kind: 'int', default: 30_000, min: BACKOFF_BASE_MS, max: MAX_TIMER_MS,
-    help: `longest wait in milliseconds between hub connection attempts (full-jitter backoff from ${BACKOFF_BASE_MS} ms)`,
-    why: `the backoff starts at ${BACKOFF_BASE_MS} ms; below that an unreachable hub is retried in a tight loop, a log line each time`,
+    name: 'reconnect-max', kind: 'int', default: AGENT_DEFAULTS.backoffCapMs, min: AGENT_DEFAULTS.backoffBaseMs, max: MAX_TIMER_MS,
+    help: `longest wait in milliseconds between hub connection attempts (full-jitter backoff from ${AGENT_DEFAULTS.backoffBaseMs} ms)`,
+    why: `the backoff starts at ${AGENT_DEFAULTS.backoffBaseMs} ms; below that an unreachable hub is retried in a tight loop, a log line each time`,
   },
   // Accepted so the original's systemd unit works unchanged; this agent serves no gRPC.
   { name: 'grpc.addr', kind: 'string', default: '', help: 'ignored (the original\'s gRPC mirror is not served)' },
@@ -123,12 +120,11 @@ async function main(): Promise<void> {
     // Standalone: a hub inside this process on loopback, holding this node's single etcd watch.
     // Loaded only here: the etcd client (gRPC) and uWebSockets.js cost an agent in hub mode
     // start-up time and memory for nothing.
-    const [{ startHub, HUB_DEFAULTS }, { createStore }] = await Promise.all([import('../hub/hub.js'), import('../hub/store/create.js')]);
+    const [{ startHub }, { createStore }] = await Promise.all([import('../hub/hub.js'), import('../hub/store/create.js')]);
     const store = orRefuse(() => createStore({ kind: values.store as string, endpoints }));
     embedded = await startHub({
       store, prefix: values.prefix as string, host: '127.0.0.1', port: 0,
-      historyMaxCount: 1000, historyMaxBytes: 32 * 1024 * 1024,
-      maxBackpressure: HUB_DEFAULTS.maxBackpressure, progressIntervalMs: HUB_DEFAULTS.progressIntervalMs,
+      historyMaxCount: AGENT_DEFAULTS.embeddedHubHistoryMaxCount, historyMaxBytes: AGENT_DEFAULTS.embeddedHubHistoryMaxBytes,
     }, log.child({ component: 'embedded-hub' })).catch((e: Error) => fail(`cannot start the embedded hub: ${e.message}`));
     hubs = [`ws://127.0.0.1:${embedded.port}`];
     log.info({ etcd: etcdList, store: store.description }, 'standalone mode: embedded hub started');
@@ -146,7 +142,6 @@ async function main(): Promise<void> {
     stateDir: (values['state-dir'] as string) || undefined,
     prefix: values.prefix as string,
     silenceTimeoutMs: values['silence-timeout'] as number,
-    backoffBaseMs: BACKOFF_BASE_MS,
     backoffCapMs: values['reconnect-max'] as number,
   }, log).catch((e: Error) => fail(`cannot start: ${e.message}`));
   log.info({ version: VERSION, web: `${web.host || '*'}:${agent.port}`, hubs, noauth: values.noauth, ip: values.ip }, 'agent listening');

@@ -31,10 +31,8 @@ const log = createLogger(PROGRAM);
 if (!process.env.LAINLET_LOG_LEVEL) log.level = 'warn';
 
 const store = new MemoryStore(readSeedFile(clusterFile));
-const hub = await startHub({
-  store, prefix: '/lain/', host: '127.0.0.1', port: 0,
-  historyMaxCount: 1000, historyMaxBytes: 16 * 1024 * 1024, maxBackpressure: 64 * 1024 * 1024, progressIntervalMs: 5000,
-}, log.child({ component: 'hub' })).catch((e: Error) => fail(`cannot start the hub: ${e.message}`));
+// Every hub setting but the address is the hub's own default (hub/defaults.ts).
+const hub = await startHub({ store, host: '127.0.0.1', port: 0 }, log.child({ component: 'hub' })).catch((e: Error) => fail(`cannot start the hub: ${e.message}`));
 await hub.ready;
 const agent = await startAgent({
   host: '127.0.0.1', port, nodeIp: '127.0.0.1', hostname: 'node1', noauth: false,
@@ -43,9 +41,11 @@ const agent = await startAgent({
   ? `cannot listen on 127.0.0.1:${port}: the port is in use (choose another with LAINLET_DEMO_PORT=...)`
   : `cannot start the agent on 127.0.0.1:${port}: ${e.message}`));
 
-// A little life: the demo ticks one key of its own every 5 s, so a watch shows updates.
+// A little life: the demo ticks one key of its own, so a watch shows updates; every 5 s is
+// often enough to see, rarely enough to read (the banner below says so).
+const TICK_MS = 5000;
 let tick = 0;
-const ticker = setInterval(() => store.put('/lain/config/demo/tick', String(++tick)), 5000);
+const ticker = setInterval(() => store.put('/lain/config/demo/tick', String(++tick)), TICK_MS);
 
 const base = `127.0.0.1:${agent.port}`;
 process.stdout.write(`
@@ -56,7 +56,7 @@ Try:
   curl '${base}/v2/coreinfowatcher?appname=hello'
   curl '${base}/v2/webrouter/webprocs'
   curl '${base}/v2/containers?nodename=node1'
-  curl -N '${base}/v2/configwatcher?target=demo/tick&watch=1&heartbeat=2'   (an update every 5 s)
+  curl -N '${base}/v2/configwatcher?target=demo/tick&watch=1&heartbeat=2'   (an update every ${TICK_MS / 1000} s)
   curl '${base}/debug'
 
 Ctrl-C stops both.

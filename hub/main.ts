@@ -8,7 +8,9 @@ import { FlagError, MAX_TIMER_MS, parseEndpoints, parseFlags, parseListenAddress
 import { runtimeProblems } from '../shared/runtime.js';
 import { readToken, tokenChecker, tokenFileWarning } from '../shared/token.js';
 import { VERSION } from '../shared/version.js';
-import { HUB_DEFAULTS, startHub } from './hub.js';
+import { AGENT_DEFAULTS } from '../agent/defaults.js';
+import { HUB_DEFAULTS } from './defaults.js';
+import { startHub } from './hub.js';
 import { createStore } from './store/create.js';
 import { hubMetrics } from './metrics.js';
 
@@ -38,7 +40,7 @@ const SPECS: FlagSpec[] = [
     name: 'progress-interval', kind: 'int', default: HUB_DEFAULTS.progressIntervalMs, min: 100, max: MAX_TIMER_MS, help: 'milliseconds between progress (heartbeat) frames',
     why: 'each interval sends a frame to every agent; more often is load without use',
   },
-  { name: 'shutdown-spread', kind: 'int', default: 10_000, min: 0, max: MAX_TIMER_MS, help: 'on SIGTERM, milliseconds over which agents are told to move' },
+  { name: 'shutdown-spread', kind: 'int', default: HUB_DEFAULTS.shutdownSpreadMs, min: 0, max: MAX_TIMER_MS, help: 'on SIGTERM, milliseconds over which agents are told to move' },
   { name: 'token-file', kind: 'string', default: '', help: 'file holding the bearer token agents must present' },
   { name: 'tls-cert', kind: 'string', default: '', help: 'TLS certificate (PEM); agents then connect with wss://' },
   { name: 'tls-key', kind: 'string', default: '', help: 'TLS private key (PEM)' },
@@ -65,9 +67,6 @@ function fail(msg: string): never {
 function orRefuse<T>(f: () => T): T {
   try { return f(); } catch (e) { return refuse((e as Error).message); }
 }
-
-/** What agents with the default -silence-timeout (15 s) need: a frame at least every third of it. */
-const AGENT_DEFAULT_SILENCE_MS = 15_000;
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
@@ -116,8 +115,8 @@ async function main(): Promise<void> {
   const tokenWarning = tokenFile ? tokenFileWarning(tokenFile) : undefined;
   if (tokenWarning) log.warn({ file: tokenWarning.file, mode: tokenWarning.mode }, tokenWarning.msg);
   const progressMs = values['progress-interval'] as number;
-  if (progressMs * 3 > AGENT_DEFAULT_SILENCE_MS) {
-    log.warn({ progressIntervalMs: progressMs }, `--progress-interval ${progressMs} is more than a third of the agents' default -silence-timeout (${AGENT_DEFAULT_SILENCE_MS} ms): agents on that default drop this hub as silent; raise their -silence-timeout to at least ${progressMs * 3}`);
+  if (progressMs * 3 > AGENT_DEFAULTS.silenceTimeoutMs) {
+    log.warn({ progressIntervalMs: progressMs }, `--progress-interval ${progressMs} is more than a third of the agents' default -silence-timeout (${AGENT_DEFAULTS.silenceTimeoutMs} ms): agents on that default drop this hub as silent; raise their -silence-timeout to at least ${progressMs * 3}`);
   }
 
   const metrics = hubMetrics();

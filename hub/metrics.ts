@@ -25,7 +25,7 @@ export function hubMetrics() {
   counter('lainlet_hub_snapshots_sent_total', 'full snapshots sent to agents', (h) => h.server.counters.snapshotsSent);
   counter('lainlet_hub_resumes_total', 'agents brought up to date from history, without a snapshot', (h) => h.server.counters.resumes);
   counter('lainlet_hub_slow_agent_disconnects_total', 'agents disconnected for not keeping up', (h) => h.server.counters.slowAgentDisconnects);
-  counter('lainlet_hub_rejected_clients_total', 'clients refused: missing or wrong token, or a protocol violation', (h) => h.server.counters.rogueClients);
+  counter('lainlet_hub_rejected_clients_total', 'clients refused: missing or wrong token, or a protocol violation', (h) => h.server.counters.rejectedClients);
   counter('lainlet_hub_wait_timeouts_total', 'agents sent away after waiting too long for this hub (not current, or behind them)', (h) => h.server.counters.waitTimeouts);
   counter('lainlet_hub_total_backpressure_disconnects_total', 'agents disconnected because all agents together had too much queued', (h) => h.server.counters.totalBackpressureDisconnects);
   counter('lainlet_hub_store_resets_total', 'times the store history was found reset (etcd restored from an older backup or rebuilt)', (h) => h.state.resets);

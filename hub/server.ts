@@ -1,11 +1,15 @@
 // The agent-facing WebSocket server (uWebSockets.js).
 //
-// Each agent connection goes through three phases:
+// After its hello, each agent connection goes through up to three phases:
 //   waiting  — it said hello while the hub is not current yet (a starting hub replaying
 //              history serves nobody: the past is never handed out as the present), or at a
 //              revision the hub has not reached; it is timed out after aheadTimeoutMs;
-//   catchup  — it is being sent a snapshot and/or history deltas (CatchUp), paced by
-//              backpressure (drain events), never more than LOW_WATER bytes queued at a time;
+//   catchup  — it is being sent a snapshot (a reset snapshot when its state is from another
+//              store history) and/or history deltas (CatchUp). Frames go out in batches while
+//              less than lowWater bytes are queued on its socket (HUB_DEFAULTS.catchUpLowWaterBytes,
+//              at most a quarter of maxBackpressure), each batch sized to what is left of that
+//              but at least one frame, so the queue passes lowWater by one frame at most; the
+//              next batch follows on the socket's drain event;
 //   live     — it is subscribed to the "deltas" topic and gets every delta by pub/sub.
 // The switch from catchup to live happens in one synchronous step after the last catch-up
 // frame, so no delta can fall between the two.
@@ -20,6 +24,7 @@ import { LogLimiter } from '../shared/log-limit.js';
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, ProtocolError, type HubFrame } from '../shared/protocol.js';
 import type { Logger } from '../shared/log.js';
 import { CatchUp } from './catchup.js';
+import { HUB_DEFAULTS } from './defaults.js';
 import type { HubState } from './state.js';
 
 const TOPIC = 'deltas';
@@ -29,9 +34,9 @@ export interface HubServerOptions {
   port: number;
   /** Bytes queued to one agent before it is disconnected as too slow. */
   maxBackpressure: number;
-  /** Bytes queued to all agents together before the most backed-up ones are disconnected. */
+  /** Bytes queued to all agents together before the most backed-up ones are disconnected (default: see HUB_DEFAULTS.totalBackpressureAgents). */
   maxTotalBackpressure?: number;
-  /** An agent waiting for the hub (not current yet, or behind the agent) is sent away after this. */
+  /** An agent waiting for the hub (not current yet, or behind the agent) is sent away after this (default: HUB_DEFAULTS.aheadTimeoutMs). */
   aheadTimeoutMs?: number;
   /** Largest frame an agent may send; agents only send a small hello. */
   maxAgentFrameBytes: number;
@@ -42,8 +47,11 @@ export interface HubServerOptions {
   authorize?: (authorization: string) => boolean;
   tls?: { certFile: string; keyFile: string };
   /** Extra plain-HTTP routes (e.g. /metrics). */
-  routes?: Record<string, () => { status: number; contentType: string; body: string | Promise<string> }>;
+  routes?: Record<string, RouteHandler>;
 }
+
+/** An extra route: its status, content type and (maybe later) body. */
+export type RouteHandler = () => { status: number; contentType: string; body: string | Promise<string> };
 
 interface AgentConn {
   id: number;
@@ -61,11 +69,6 @@ interface AgentConn {
   closedSlow?: boolean;
 }
 
-/** Keep at most this much queued while catching an agent up, then continue on drain. */
-const LOW_WATER = 1 << 20;
-/** How often the bytes queued to all agents are added up (also after big publishes). */
-const TOTAL_BACKPRESSURE_SWEEP_MS = 500;
-
 export interface HubCounters {
   snapshotsSent: number;
   resumes: number;
@@ -73,7 +76,7 @@ export interface HubCounters {
   bytesSent: number;
   slowAgentDisconnects: number;
   /** Clients refused: a missing or wrong token, or a protocol violation. */
-  rogueClients: number;
+  rejectedClients: number;
   /** Agents sent away after waiting aheadTimeoutMs for the hub. */
   waitTimeouts: number;
   /** Agents sent a reset snapshot (their state was from another store history). */
@@ -91,7 +94,7 @@ export class HubServer {
   private nextId = 1;
   private liveCount = 0;
   readonly counters: HubCounters = {
-    snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rogueClients: 0,
+    snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rejectedClients: 0,
     waitTimeouts: 0, resetSnapshots: 0, totalBackpressureDisconnects: 0,
   };
   port = 0;
@@ -103,7 +106,7 @@ export class HubServer {
   private readonly lowWater: number;
   private readonly maxTotalBackpressure: number;
   /** Per-connection log lines (connect, disconnect, refusals) under a rate, see LogLimiter. */
-  private readonly connLog = new LogLimiter(100, 20);
+  private readonly connLog = new LogLimiter(HUB_DEFAULTS.connLogBurst, HUB_DEFAULTS.connLogPerSecond);
 
   /**
    * Reads the store's current revision with a request sent after the call (StoreSync.probe).
@@ -118,18 +121,29 @@ export class HubServer {
 
   constructor(private readonly state: HubState, private readonly opts: HubServerOptions, private readonly log: Logger) {
     // A catch-up batch never queues more than a quarter of what would get the agent closed.
-    this.lowWater = Math.max(1, Math.min(LOW_WATER, Math.floor(opts.maxBackpressure / 4)));
-    this.maxTotalBackpressure = opts.maxTotalBackpressure ?? Math.max(opts.maxBackpressure * 4, 256 * 1024 * 1024);
+    this.lowWater = Math.max(1, Math.min(HUB_DEFAULTS.catchUpLowWaterBytes, Math.floor(opts.maxBackpressure / 4)));
+    this.maxTotalBackpressure = opts.maxTotalBackpressure
+      ?? Math.max(opts.maxBackpressure * HUB_DEFAULTS.totalBackpressureAgents, HUB_DEFAULTS.maxTotalBackpressure);
     this.sweepEveryBytes = Math.floor(opts.maxBackpressure / 4);
     this.app = opts.tls ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile }) : uWS.App();
+    this.serveAgents();
+    this.serveHttp();
+    state.setListener({
+      onDelta: (frame) => this.publishDelta(frame),
+      onProgress: (rev, stale) => this.publishProgress(rev, stale),
+      onReset: () => this.resetAll(),
+      onCorrected: () => this.resendAll(),
+    });
+  }
+
+  /** The WebSocket agents connect to, on every path. */
+  private serveAgents(): void {
     this.app.ws<AgentConn>('/*', {
       compression: uWS.DISABLED,
-      // uWebSockets.js closes (1009) on frames above this without telling us; up to it we
-      // read the frame and answer an oversized one with an error frame before closing.
-      maxPayloadLength: Math.max(opts.maxAgentFrameBytes, 1 << 20),
-      maxBackpressure: opts.maxBackpressure,
+      maxPayloadLength: Math.max(this.opts.maxAgentFrameBytes, HUB_DEFAULTS.minWsPayloadBytes),
+      maxBackpressure: this.opts.maxBackpressure,
       closeOnBackpressureLimit: 1,
-      idleTimeout: 60,
+      idleTimeout: HUB_DEFAULTS.wsIdleTimeoutSec,
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => this.upgrade(res, req, context),
       open: (ws) => this.open(ws),
@@ -137,6 +151,10 @@ export class HubServer {
       drain: (ws) => { if (ws.getUserData().phase === 'catchup') this.pump(ws); },
       close: (ws, code, message) => this.closed(ws, code, message),
     });
+  }
+
+  /** Plain HTTP beside the WebSocket: /healthz, the extra routes (e.g. /metrics), 404 for the rest. */
+  private serveHttp(): void {
     // 200 only when the hub is fit to take agents: loaded, current and in touch with its store
     // (a rolling upgrade waits for this before moving on to the next hub).
     this.app.get('/healthz', (res) => {
@@ -144,25 +162,35 @@ export class HubServer {
       res.writeStatus(ok ? '200 OK' : '503 Service Unavailable').writeHeader('Content-Type', 'application/json')
         .end(JSON.stringify({ ok, revision: this.state.revision, stale: this.state.stale, current: this.isCurrent(), agents: this.conns.size }));
     });
-    for (const [path, handler] of Object.entries(opts.routes ?? {})) {
-      this.app.get(path, (res) => {
-        let aborted = false;
-        res.onAborted(() => { aborted = true; });
-        const out = handler();
-        void Promise.resolve(out.body).then((body) => {
-          if (aborted) return;
-          res.cork(() => res.writeStatus(String(out.status)).writeHeader('Content-Type', out.contentType).end(body));
-        });
-      });
+    for (const [path, handler] of Object.entries(this.opts.routes ?? {})) {
+      this.app.get(path, (res) => this.serveRoute(path, handler, res));
     }
     this.app.any('/*', (res) => { res.writeStatus('404 Not Found').end('not found'); });
+  }
 
-    state.setListener({
-      onDelta: (frame) => this.publishDelta(frame),
-      onProgress: (rev, stale) => this.publishProgress(rev, stale),
-      onReset: () => this.resetAll(),
-      onCorrected: () => this.resendAll(),
-    });
+  /**
+   * One extra route's answer. A route that throws, or whose body rejects, is answered 500 and
+   * logged: left alone, its request would never be answered and its rejection go unhandled.
+   */
+  private serveRoute(path: string, handler: RouteHandler, res: uWS.HttpResponse): void {
+    let aborted = false;
+    // uWebSockets.js requires this before answering later than in this call.
+    res.onAborted(() => { aborted = true; });
+    const answer = (status: string, contentType: string, body: string) => {
+      if (aborted) return;
+      res.cork(() => res.writeStatus(status).writeHeader('Content-Type', contentType).end(body));
+    };
+    void (async () => {
+      const out = handler();
+      return { ...out, body: await out.body };
+    })().then(
+      (out) => answer(String(out.status), out.contentType, out.body),
+      (err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err);
+        this.log.error({ path, err: message }, 'hub route failed; answered 500');
+        answer('500 Internal Server Error', 'text/plain; charset=utf-8', `internal error: ${message}`);
+      },
+    );
   }
 
   async listen(): Promise<number> {
@@ -176,7 +204,7 @@ export class HubServer {
         this.listenSocket = sock;
         this.port = uWS.us_socket_local_port(sock);
         this.progressTimer = setInterval(() => this.publishProgress(this.state.revision, this.state.stale), this.opts.progressIntervalMs);
-        this.sweepTimer = setInterval(() => this.sweepBackpressure(), TOTAL_BACKPRESSURE_SWEEP_MS);
+        this.sweepTimer = setInterval(() => this.sweepBackpressure(), HUB_DEFAULTS.totalBackpressureSweepMs);
         this.sweepTimer.unref();
         resolve(this.port);
       });
@@ -202,7 +230,7 @@ export class HubServer {
       const afterMs = Math.round(Math.random() * spreadMs);
       this.sendFrame(ws, { t: 'move', afterMs, reason: 'hub shutting down' });
     }
-    while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, HUB_DEFAULTS.drainCheckMs));
   }
 
   /** Stops the hub's server: no more connections, progress frames or agents. */
@@ -245,7 +273,7 @@ export class HubServer {
     const authorization = req.getHeader('authorization');
     const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
     if (this.opts.authorize && !this.opts.authorize(authorization)) {
-      this.counters.rogueClients++;
+      this.counters.rejectedClients++;
       this.logConn('warn', { remote }, 'agent refused: missing or wrong token');
       res.writeStatus('401 Unauthorized').writeHeader('WWW-Authenticate', 'Bearer').end('unauthorized');
       return;
@@ -299,7 +327,7 @@ export class HubServer {
   private reject(ws: uWS.WebSocket<AgentConn>, code: string, detail: string): void {
     const conn = ws.getUserData();
     if (conn.phase === 'closed') return;
-    this.counters.rogueClients++;
+    this.counters.rejectedClients++;
     // `detail`, not `msg`: pino's own message key is msg, and two of them hide the reason.
     this.logConn('warn', { agent: conn.id, remote: conn.remote, code, detail }, 'agent rejected');
     this.sendFrame(ws, { t: 'err', code, msg: detail });
@@ -311,7 +339,7 @@ export class HubServer {
     const conn = ws.getUserData();
     conn.phase = 'waiting';
     this.waiting.add(ws);
-    const timeoutMs = this.opts.aheadTimeoutMs ?? 30_000;
+    const timeoutMs = this.opts.aheadTimeoutMs ?? HUB_DEFAULTS.aheadTimeoutMs(this.opts.progressIntervalMs);
     conn.waitTimer = setTimeout(() => {
       if (conn.phase !== 'waiting') return;
       this.waiting.delete(ws);

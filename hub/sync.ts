@@ -9,6 +9,7 @@
 // another history (it needs a reset snapshot).
 import type { Logger } from '../shared/log.js';
 import { Backoff } from '../shared/backoff.js';
+import { HUB_DEFAULTS } from './defaults.js';
 import type { HubState } from './state.js';
 import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch } from './store/types.js';
 
@@ -18,24 +19,6 @@ export interface StoreSyncOptions {
   /** How often the store's revision is checked for a reset while all is quiet (ms). */
   probeIntervalMs?: number;
 }
-
-/** Defaults, each with its reason. */
-export const SYNC_DEFAULTS = {
-  // A restored etcd is noticed within this long; one tiny range request per hub per period.
-  probeIntervalMs: 5000,
-  // However many agents arrive ahead of us, they never drive more store load than this: 500
-  // hostile clients claiming a revision far ahead cost at most one read per second and one
-  // list every five seconds (a list of a large cluster is ~10 MB).
-  minProbeIntervalMs: 1000,
-  minListIntervalMs: 5000,
-};
-
-/** A replay that has not moved for REPLAY_QUIET_CHECKS × REPLAY_CHECK_MS is over. */
-const REPLAY_CHECK_MS = 100;
-const REPLAY_QUIET_CHECKS = 3;
-
-/** How long an agent ahead of us waits for our watch before we list (see listPresent). */
-const AHEAD_LIST_GRACE_MS = 1000;
 
 export interface Probe {
   revision: number;
@@ -47,17 +30,16 @@ export class StoreSync {
   private stopped = false;
   private retryTimer?: NodeJS.Timeout;
   private probeTimer?: NodeJS.Timeout;
-  private readonly backoff = new Backoff(200, 5000);
-  private readonly presentBackoff = new Backoff(200, 5000);
+  private readonly backoff = new Backoff(HUB_DEFAULTS.storeRetryBaseMs, HUB_DEFAULTS.storeRetryCapMs);
+  private readonly presentBackoff = new Backoff(HUB_DEFAULTS.storeRetryBaseMs, HUB_DEFAULTS.storeRetryCapMs);
   private readonly prefillRevisions: number;
   private readonly probeIntervalMs: number;
-  /** Counters for metrics and /debug. */
+  /** Counters for /metrics (hub/metrics.ts). */
   relists = 0;
   /** Lists of the present applied (each compares the state with the store; see listPresent). */
   presentLists = 0;
   disconnects = 0;
   probes = 0;
-  lastError = '';
   /**
    * True once the state reflects a list of the present (not only a historical list that the
    * watch is still replaying forward). Agents are served only from then on — a prefill list
@@ -75,7 +57,7 @@ export class StoreSync {
     opts: StoreSyncOptions = {},
   ) {
     this.prefillRevisions = opts.prefillRevisions ?? 0;
-    this.probeIntervalMs = opts.probeIntervalMs ?? SYNC_DEFAULTS.probeIntervalMs;
+    this.probeIntervalMs = opts.probeIntervalMs ?? HUB_DEFAULTS.probeIntervalMs;
   }
 
   private resolveReady?: () => void;
@@ -107,10 +89,9 @@ export class StoreSync {
       this.resolveReady?.();
       this.scheduleProbe(this.probeIntervalMs);
     } catch (err) {
-      this.lastError = (err as Error).message;
       this.state.setStale(true);
       const delay = this.backoff.next();
-      this.log.warn({ err: this.lastError, retryInMs: Math.round(delay) },
+      this.log.warn({ err: (err as Error).message, retryInMs: Math.round(delay) },
         this.state.loaded ? 'store list/watch failed; serving last state as stale' : 'store list/watch failed; no state to serve yet');
       this.retryTimer = setTimeout(() => void this.relist(), delay);
     }
@@ -171,7 +152,6 @@ export class StoreSync {
       },
       onDisconnected: (reason) => {
         this.disconnects++;
-        this.lastError = reason;
         this.log.warn({ reason }, this.state.loaded ? 'store disconnected; serving last state as stale' : 'store disconnected');
         this.state.setStale(true);
       },
@@ -224,11 +204,11 @@ export class StoreSync {
       }
       quietChecks = this.state.revision === last ? quietChecks + 1 : 0;
       last = this.state.revision;
-      if (quietChecks >= REPLAY_QUIET_CHECKS) {
+      if (quietChecks >= HUB_DEFAULTS.replayQuietChecks) {
         this.listPresent('store history replayed up to the last change: listing the present');
         return;
       }
-      this.replayTimer = setTimeout(check, REPLAY_CHECK_MS);
+      this.replayTimer = setTimeout(check, HUB_DEFAULTS.replayCheckMs);
     };
     check();
   }
@@ -249,14 +229,14 @@ export class StoreSync {
    * Lists the present and publishes the difference: after a prefill (retried until it works —
    * until then the hub serves no agent), or because an agent is ahead of us and the store says
    * we are behind. Coalesced and rate-limited: agents never drive more than one list per
-   * SYNC_DEFAULTS.minListIntervalMs.
+   * HUB_DEFAULTS.minListIntervalMs.
    */
   listPresent(why: string, stillNeeded: () => boolean = () => true): void {
     if (this.listingPresent || this.stopped || !this.state.loaded) return;
     this.listingPresent = true;
     // A hub behind an agent is usually just a moment behind: give the watch that moment (its
     // deltas then reach the agent, where a list's jump would cost it a snapshot).
-    const wait = this.current ? Math.max(AHEAD_LIST_GRACE_MS, this.lastPresentListAt + SYNC_DEFAULTS.minListIntervalMs - Date.now()) : 0;
+    const wait = this.current ? Math.max(HUB_DEFAULTS.aheadListGraceMs, this.lastPresentListAt + HUB_DEFAULTS.minListIntervalMs - Date.now()) : 0;
     this.presentTimer = setTimeout(() => {
       // The watch may have brought us up in the meantime: then there is nothing to list for.
       if (this.current && !stillNeeded()) { this.listingPresent = false; return; }
@@ -310,13 +290,13 @@ export class StoreSync {
     } catch (err) {
       this.releaseHeld();
       this.listingPresent = false;
-      this.lastError = (err as Error).message;
+      const message = (err as Error).message;
       if (this.current || this.stopped) {
-        this.log.warn({ err: this.lastError, why }, 'list of the present failed');
+        this.log.warn({ err: message, why }, 'list of the present failed');
         return;
       }
       const delay = this.presentBackoff.next();
-      this.log.warn({ err: this.lastError, retryInMs: Math.round(delay) }, 'list of the present failed; not serving agents until it works (the state is history)');
+      this.log.warn({ err: message, retryInMs: Math.round(delay) }, 'list of the present failed; not serving agents until it works (the state is history)');
       this.presentTimer = setTimeout(() => this.listPresent(why), delay);
     }
   }
@@ -340,7 +320,7 @@ export class StoreSync {
   /**
    * Reads the store's current revision with a request sent after this call (never an answer
    * from before: a caller compares it with a revision it has just learnt). Concurrent callers
-   * share one read; reads start at most once per SYNC_DEFAULTS.minProbeIntervalMs. A revision lower than one
+   * share one read; reads start at most once per HUB_DEFAULTS.minProbeIntervalMs. A revision lower than one
    * the state had before the read was sent, or another cluster id, means the store's history
    * was reset: the state is reset from a fresh list.
    */
@@ -351,7 +331,7 @@ export class StoreSync {
       this.probeQueued = after.catch(() => undefined).then(() => { this.probeQueued = undefined; return this.probe(); });
       return this.probeQueued;
     }
-    const wait = Math.max(0, this.lastProbeStartedAt + SYNC_DEFAULTS.minProbeIntervalMs - Date.now());
+    const wait = Math.max(0, this.lastProbeStartedAt + HUB_DEFAULTS.minProbeIntervalMs - Date.now());
     const run = async (): Promise<Probe> => {
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       this.lastProbeStartedAt = Date.now();

@@ -50,7 +50,7 @@ test('refused tokens are counted as rejected clients, and the log line says why 
     const ws = new WebSocket(`ws://127.0.0.1:${hub.port}/`, { headers: { authorization: 'Bearer wrong' } });
     await new Promise<void>((resolve) => { ws.on('unexpected-response', () => resolve()); ws.on('error', () => resolve()); });
   }
-  t.is(hub.server.counters.rogueClients, 5);
+  t.is(hub.server.counters.rejectedClients, 5);
   await hub.stop();
   const open = await hubOn(new MemoryStore(seed), {}, log);
   const bad = new FakeAgent(open.port, 'text is not the protocol');
@@ -127,7 +127,7 @@ test('a storm of connection log lines is rate-limited, and every refusal is stil
   }
   const refusals = lines.filter((l) => l.includes('agent refused'));
   t.true(refusals.length < 200, `${refusals.length} lines for 400 refusals`);
-  t.is(hub.server.counters.rogueClients, 400, 'every refusal counted');
+  t.is(hub.server.counters.rejectedClients, 400, 'every refusal counted');
   await hub.stop();
 });
 

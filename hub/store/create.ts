@@ -1,10 +1,15 @@
+// The store a program's --store (or the agent's -store) names, and the memory store's seed file.
 import { readFileSync } from 'node:fs';
 import { Etcd2Store } from './etcd2.js';
 import { Etcd3Store } from './etcd3.js';
 import { MemoryStore } from './memory.js';
 import type { Store } from './types.js';
 
-/** Reads a seed file shaped like ../shared/fixtures/*.json: {"kvs": {key: value}} (or a flat object). */
+/**
+ * Reads a seed file shaped like demo/cluster.json — {"kvs": {key: value}}, beside which other
+ * members ("about") are ignored — or a flat {key: value} object. Only keys that start with "/"
+ * and have string values are kept: the rest are comments ("_comment") or not etcd values.
+ */
 export function readSeedFile(file: string): Record<string, string> {
   const parsed = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   const kvs = (parsed.kvs && typeof parsed.kvs === 'object' ? parsed.kvs : parsed) as Record<string, unknown>;

@@ -13,24 +13,18 @@
 //   nothing for the keys inside: it becomes a delTree.
 // - The event history survives a restart (replayed from the WAL), so a watch resumes there.
 import { Backoff } from '../../shared/backoff.js';
+import { HUB_DEFAULTS } from '../defaults.js';
 import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch, type WatchHandlers } from './types.js';
 
 export interface Etcd2StoreOptions {
   /** e.g. ["http://10.0.0.1:4001"]; a request that cannot reach one moves on to the next. */
   endpoints: string[];
-  /** How long a request may wait for its response headers before the endpoint counts as unreachable (ms). */
+  /** How long a request may wait for its response headers before the endpoint counts as unreachable (ms; default HUB_DEFAULTS.etcd2RequestTimeoutMs). */
   requestTimeoutMs?: number;
-  /**
-   * An idle long poll is aborted and re-issued after this long (ms): etcd would hold it
-   * forever, and a silently dead TCP connection would hold it forever too.
-   */
+  /** An idle long poll is aborted and re-issued after this long (ms; default HUB_DEFAULTS.etcd2PollReissueMs). */
   pollReissueMs?: number;
 }
 
-const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
-const DEFAULT_POLL_REISSUE_MS = 60_000;
-/** A list of a large tree may take a while to transfer once its headers are in. */
-const LIST_BODY_TIMEOUT_MS = 60_000;
 const KEY_NOT_FOUND = 100;
 const EVENT_INDEX_CLEARED = 401;
 
@@ -85,8 +79,8 @@ export class Etcd2Store implements Store {
     if (opts.endpoints.length === 0) throw new Error('etcd2 store: no endpoints');
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
     this.description = `etcd2 ${this.endpoints.join(',')}`;
-    this.requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    this.pollReissueMs = opts.pollReissueMs ?? DEFAULT_POLL_REISSUE_MS;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? HUB_DEFAULTS.etcd2RequestTimeoutMs;
+    this.pollReissueMs = opts.pollReissueMs ?? HUB_DEFAULTS.etcd2PollReissueMs;
   }
 
   async currentRevision(): Promise<number> {
@@ -97,7 +91,7 @@ export class Etcd2Store implements Store {
 
   async list(prefix: string, atRevision?: number): Promise<ListResult> {
     const path = dirPath(prefix);
-    const answer = await this.request(`${keysPath(path)}?recursive=true&sorted=true`, LIST_BODY_TIMEOUT_MS);
+    const answer = await this.request(`${keysPath(path)}?recursive=true&sorted=true`, HUB_DEFAULTS.etcd2ListBodyTimeoutMs);
     const revision = requireIndex(answer, `list ${path}`);
     const missing = answer.status === 404 && (answer.body as V2Error | undefined)?.errorCode === KEY_NOT_FOUND;
     if (answer.status !== 200 && !missing) throw new Error(`etcd2 list ${path}: HTTP ${answer.status} ${JSON.stringify(answer.body)}`);
@@ -140,11 +134,11 @@ export class Etcd2Store implements Store {
   /**
    * The watch loop: long-polls from `next`, hands each event on, and moves `next` past it.
    * Connection trouble is retried from the same `next`, so nothing is lost; a cleared index
-   * or an answer it cannot interpret ends the watch with onLost.
+   * or an answer it cannot interpret ends the watch with onLost (see readPollAnswer).
    */
   private async follow(prefix: string, next: number, h: WatchHandlers, stop: AbortSignal): Promise<void> {
     const path = dirPath(prefix);
-    const backoff = new Backoff(200, 5000);
+    const backoff = new Backoff(HUB_DEFAULTS.storeRetryBaseMs, HUB_DEFAULTS.storeRetryCapMs);
     let disconnected = false;
     const reachable = () => {
       if (!disconnected) return;
@@ -161,16 +155,7 @@ export class Etcd2Store implements Store {
       } catch (err) {
         if (stop.aborted) return;
         if (err instanceof PollIdle) {
-          // etcd searched its history from `next` up to err.index (under its store lock) when
-          // it registered this poll, and would have answered at once had an event matched:
-          // nothing under the prefix changed up to there. Starting the next poll after it
-          // keeps a quiet prefix from failing as "cleared" once 1000 writes elsewhere pass.
-          // (Only a body held up for pollReissueMs behind headers that did arrive could
-          // defeat this; etcd writes such a body right after the headers.)
-          if (Number.isFinite(err.index) && err.index >= next) {
-            next = err.index + 1;
-            h.onProgress(err.index);
-          }
+          next = afterIdlePoll(err, next, h);
           backoff.reset();
           continue;
         }
@@ -186,36 +171,19 @@ export class Etcd2Store implements Store {
         h.onLost(`etcd2 watch from index ${next}: ${(err as Error).message}`);
         return;
       }
-      if (answer.status === 200 && answer.body === undefined) {
-        // etcd ended the poll without an event (it does so when it drops a watcher); nothing
-        // was delivered, so polling again from the same index loses nothing.
+      const read = readPollAnswer(answer, next, prefix);
+      if ('lost' in read) {
+        h.onLost(read.lost);
+        return;
+      }
+      if ('again' in read) {
         if (!(await sleep(backoff.next(), stop))) return;
         continue;
       }
-      if (answer.status !== 200) {
-        const e = answer.body as V2Error | undefined;
-        if (e?.errorCode === EVENT_INDEX_CLEARED) {
-          h.onLost(`etcd v2 event history no longer reaches index ${next} (current ${answer.index}): ${e.cause ?? e.message}`);
-        } else {
-          h.onLost(`etcd2 watch from index ${next}: HTTP ${answer.status} ${JSON.stringify(answer.body)}`);
-        }
-        return;
-      }
-      const ev = answer.body as V2Event;
-      const revision = ev.node?.modifiedIndex;
-      if (typeof revision !== 'number' || revision < next || typeof ev.node?.key !== 'string') {
-        h.onLost(`etcd2 watch from index ${next}: unexpected event ${JSON.stringify(ev)}`);
-        return;
-      }
-      const change = toChange(ev, prefix);
-      if (change === 'unknown') {
-        h.onLost(`etcd2 watch: unknown action ${JSON.stringify(ev.action)} at index ${revision}`);
-        return;
-      }
-      next = revision + 1;
+      next = read.revision + 1;
       backoff.reset();
-      if (change) h.onChanges([change]);
-      else h.onProgress(revision);
+      if (read.change) h.onChanges([read.change]);
+      else h.onProgress(read.revision);
     }
   }
 
@@ -247,25 +215,34 @@ export class Etcd2Store implements Store {
     opts: { bodyTimeoutMs: number; signal?: AbortSignal; idleIsNormal?: boolean; onHeaders?: () => void },
   ): Promise<Answer> {
     const url = endpoint + pathAndQuery;
+    const { status, index, text } = await this.fetchText(endpoint, url, opts);
+    // etcd answers 5xx while it has no leader or cannot commit: try again, maybe elsewhere.
+    if (status >= 500) throw new Unreachable(`${endpoint}: HTTP ${status} ${text.slice(0, 200)}`);
+    return { status, index, body: parseBody(url, status, text) };
+  }
+
+  /** The transport of get(): status, X-Etcd-Index and body text, under its two deadlines and the caller's cancel. */
+  private async fetchText(
+    endpoint: string,
+    url: string,
+    opts: { bodyTimeoutMs: number; signal?: AbortSignal; idleIsNormal?: boolean; onHeaders?: () => void },
+  ): Promise<{ status: number; index: number; text: string }> {
     const ctl = new AbortController();
     const onCancel = () => ctl.abort(new Cancelled('cancelled'));
     if (opts.signal?.aborted) throw new Cancelled('cancelled');
     opts.signal?.addEventListener('abort', onCancel, { once: true });
     let timer = setTimeout(() => ctl.abort(new Unreachable(`${endpoint}: no response within ${this.requestTimeoutMs} ms`)), this.requestTimeoutMs);
-    let status: number;
-    let index: number;
-    let text: string;
     try {
       const res = await fetch(url, { signal: ctl.signal });
       clearTimeout(timer);
-      status = res.status;
-      index = Number(res.headers.get('x-etcd-index') ?? NaN);
+      const status = res.status;
+      const index = Number(res.headers.get('x-etcd-index') ?? NaN);
       if (status < 500) opts.onHeaders?.();
       timer = setTimeout(
         () => ctl.abort(opts.idleIsNormal ? new PollIdle(index) : new Unreachable(`${endpoint}: response body not complete within ${opts.bodyTimeoutMs} ms`)),
         opts.bodyTimeoutMs,
       );
-      text = await res.text();
+      return { status, index, text: await res.text() };
     } catch (err) {
       if (ctl.signal.aborted && ctl.signal.reason instanceof Error) throw ctl.signal.reason;
       // undici: TypeError "fetch failed" (refused, reset, DNS) or "terminated" (cut mid-body).
@@ -275,17 +252,6 @@ export class Etcd2Store implements Store {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onCancel);
     }
-    // etcd answers 5xx while it has no leader or cannot commit: try again, maybe elsewhere.
-    if (status >= 500) throw new Unreachable(`${endpoint}: HTTP ${status} ${text.slice(0, 200)}`);
-    let body: unknown;
-    if (text !== '') {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        throw new Error(`GET ${url}: HTTP ${status}, body is not JSON: ${text.slice(0, 200)}`);
-      }
-    }
-    return { status, index, body };
   }
 
   private endpoint(): string { return this.endpoints[this.active]; }
@@ -293,6 +259,55 @@ export class Etcd2Store implements Store {
   /** Moves on to the next endpoint, unless another request has done so already. */
   private failed(endpoint: string): void {
     if (this.endpoints[this.active] === endpoint) this.active = (this.active + 1) % this.endpoints.length;
+  }
+}
+
+/**
+ * etcd searched its history from `next` up to idle.index (under its store lock) when it
+ * registered the idle poll, and would have answered at once had an event matched: nothing under
+ * the prefix changed up to there. Starting the next poll after it keeps a quiet prefix from
+ * failing as "cleared" once 1000 writes elsewhere pass. (Only a body held up for pollReissueMs
+ * behind headers that did arrive could defeat this; etcd writes such a body right after the
+ * headers.) Returns the index to poll from next.
+ */
+function afterIdlePoll(idle: PollIdle, next: number, h: WatchHandlers): number {
+  if (!Number.isFinite(idle.index) || idle.index < next) return next;
+  h.onProgress(idle.index);
+  return idle.index + 1;
+}
+
+/**
+ * What a long poll's answer means for the watch: the event at `revision` (its change, or null
+ * for one that changed no leaf under the prefix); `again` when etcd ended the poll without an
+ * event (it does so when it drops a watcher; nothing was delivered, so polling again from the
+ * same index loses nothing); `lost` when the history no longer reaches `next` or the answer
+ * cannot be read.
+ */
+function readPollAnswer(answer: Answer, next: number, prefix: string):
+  { revision: number; change: RevisionChange | null } | { again: true } | { lost: string } {
+  if (answer.status === 200 && answer.body === undefined) return { again: true };
+  if (answer.status !== 200) {
+    const e = answer.body as V2Error | undefined;
+    if (e?.errorCode === EVENT_INDEX_CLEARED) return { lost: `etcd v2 event history no longer reaches index ${next} (current ${answer.index}): ${e.cause ?? e.message}` };
+    return { lost: `etcd2 watch from index ${next}: HTTP ${answer.status} ${JSON.stringify(answer.body)}` };
+  }
+  const ev = answer.body as V2Event;
+  const revision = ev.node?.modifiedIndex;
+  if (typeof revision !== 'number' || revision < next || typeof ev.node?.key !== 'string') {
+    return { lost: `etcd2 watch from index ${next}: unexpected event ${JSON.stringify(ev)}` };
+  }
+  const change = toChange(ev, prefix);
+  if (change === 'unknown') return { lost: `etcd2 watch: unknown action ${JSON.stringify(ev.action)} at index ${revision}` };
+  return { revision, change };
+}
+
+/** A body as JSON (undefined when empty); one that is not JSON is an Error naming the request. */
+function parseBody(url: string, status: number, text: string): unknown {
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`GET ${url}: HTTP ${status}, body is not JSON: ${text.slice(0, 200)}`);
   }
 }
 

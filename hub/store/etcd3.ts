@@ -1,4 +1,5 @@
-// The etcd v3 backend: one prefix list, then ONE watch on the prefix (etcd3 package).
+// The etcd v3 backend (etcd3 package): prefix lists (of the present, or of a past revision
+// for the prefill), one-key reads of the store's revision, and ONE watch on the prefix.
 //
 // Seen with etcd3 1.1.2 against etcd 3.4 (DESIGN.md, Known traps): a watch whose start
 // revision was compacted emits one `error` ("Watcher canceled") and then stays silent, so
@@ -11,15 +12,16 @@
 // handed to the sync — and writes it into the create request every time the library is
 // about to (re)create the watcher (its `connecting` event, emitted with the very request
 // object it then sends). test/etcd-faults.test.ts breaks the stream mid-backlog to pin it.
+// Only events move the cursor, never an event-less progress response (see the data handler);
+// and a re-created watch is not trusted alone: on onReconnected the sync lists the present and
+// publishes whatever the watch missed (hub/sync.ts).
 import { Etcd3, type Watcher } from 'etcd3';
+import { HUB_DEFAULTS } from '../defaults.js';
 import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch, type WatchHandlers } from './types.js';
-
-/** etcd itself caps a request at 1.5 MB by default, but a response (a range) has no cap. */
-const MAX_GRPC_MESSAGE_BYTES = 512 * 1024 * 1024;
 
 export interface Etcd3StoreOptions {
   endpoints: string[];
-  /** How long one list or connection attempt may take before it fails (ms). */
+  /** How long one list or connection attempt may take before it fails (ms; default HUB_DEFAULTS.etcd3DialTimeoutMs). */
   dialTimeoutMs?: number;
 }
 
@@ -33,17 +35,14 @@ export class Etcd3Store implements Store {
     this.description = `etcd3 ${opts.endpoints.join(',')}`;
     this.client = new Etcd3({
       hosts: opts.endpoints,
-      dialTimeout: opts.dialTimeoutMs ?? 3000,
-      // A list of /lain/ on a large cluster (1000+ pod groups, ~10 MB) is ONE gRPC message, as
-      // is a watch response replaying a big transaction: grpc-js's default 4 MB receive limit
-      // would make the hub unable to load such a cluster at all.
+      dialTimeout: opts.dialTimeoutMs ?? HUB_DEFAULTS.etcd3DialTimeoutMs,
+      // A list of a large cluster, or a watch response replaying a big transaction, is ONE
+      // gRPC message; and grpc-js's own reconnect backoff would leave the hub stale for minutes
+      // after etcd is back (reasons with the values, in HUB_DEFAULTS).
       grpcOptions: {
-        'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
-        // grpc-js waits up to 120 s between connection attempts once attempts keep failing (a
-        // link that resets new connections, an etcd that is restarting): the hub would stay
-        // stale for minutes after etcd is back. A hub tier is a few clients, not a herd.
-        'grpc.initial_reconnect_backoff_ms': 500,
-        'grpc.max_reconnect_backoff_ms': 5000,
+        'grpc.max_receive_message_length': HUB_DEFAULTS.etcd3MaxMessageBytes,
+        'grpc.initial_reconnect_backoff_ms': HUB_DEFAULTS.etcd3ReconnectBaseMs,
+        'grpc.max_reconnect_backoff_ms': HUB_DEFAULTS.etcd3ReconnectCapMs,
       },
     });
   }
@@ -148,7 +147,7 @@ export class Etcd3Store implements Store {
 function cancelQuietly(watcher: Watcher): Promise<void> {
   return Promise.race([
     watcher.cancel().catch(() => {}),
-    new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
+    new Promise<void>((resolve) => setTimeout(resolve, HUB_DEFAULTS.etcd3CancelWaitMs).unref()),
   ]);
 }
 
