@@ -59,6 +59,7 @@ test.serial('etcd watch broken again mid-backlog after each reconnect: the hub r
     for (let round = 0; round < 6; round++) {
       // A partition that keeps the proxy's port (cut() would give it up, and on a busy machine
       // another process may take it before restore()): new connections are reset, open ones dropped.
+      const t0 = Date.now();
       proxy.refuse();
       proxy.drop();
       for (let i = 0; i < 20; i++) await client.put(`/lain/config/rounds/r${round}k${i}`).value(`value ${round}.${i} ${'x'.repeat(40)}`);
@@ -69,7 +70,9 @@ test.serial('etcd watch broken again mid-backlog after each reconnect: the hub r
       for (let attempt = 0; ; attempt++) {
         const budget = proxy.cutAfter(400, { direction: 'down', connections: 'next' });
         await proxy.restore();
+        const t1 = Date.now();
         result = await within(budget.exhausted, 20_000, 'budget').catch(() => undefined);
+        t.log(`round ${round} attempt ${attempt}: puts ${t1 - t0} ms, budget ${Date.now() - t1} ms ${JSON.stringify(result)}`);
         if (result) break;
         budget.cancel();
         if (attempt === 5) throw new Error(`round ${round}: the hub never reconnected through the proxy\n${hub.output()}`);

@@ -56,3 +56,15 @@ export async function streamsCaughtUp(base: string, streams: Iterable<EventStrea
   });
   return sent;
 }
+
+/**
+ * `promise`, or a clear failure after `ms`: for an operation that must finish (a hang is the
+ * failure), not a measure of how fast it does.
+ */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
