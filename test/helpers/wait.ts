@@ -7,6 +7,7 @@
 //   - streamsCaughtUp(base, streams, since): every event the agent has written since `since`
 //     has arrived on `streams`. Once the agent is at the last revision that matters, nothing
 //     more can come: an absence check is then a plain comparison, not a wait.
+import net from 'node:net';
 import { httpGet, waitFor, type EventStream } from './procs.js';
 
 export interface AgentProgress {
@@ -67,4 +68,91 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
     timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
   });
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Reads from a fresh TCP connection after writing `bytes`, until `done(received)` holds or the
+ * server closes; then closes. For a stream that never ends, `done` says what must have arrived
+ * (instead of reading for a fixed time).
+ */
+export function rawUntil(port: number, host: string, bytes: string, done: (received: string) => boolean, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let received = '';
+    const socket = net.connect({ port, host });
+    socket.setEncoding('latin1');
+    const finish = (error?: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve(received);
+    };
+    const timer = setTimeout(() => finish(new Error(`${host}:${port}: what was awaited did not arrive within ${timeoutMs} ms; received ${JSON.stringify(received)}`)), timeoutMs);
+    socket.on('connect', () => socket.write(bytes));
+    socket.on('data', (text: string) => {
+      received += text;
+      if (done(received)) finish();
+    });
+    socket.on('close', () => finish());
+    socket.on('error', (error) => (received.length > 0 ? finish() : finish(error)));
+  });
+}
+
+/** Resolves after the current event-loop turn's I/O callbacks (the poll phase) have run. */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export interface FakeClock {
+  /** Moves the fake time on by `ms`, firing each due timer in time order. */
+  tick(ms: number): void;
+  readonly now: number;
+  /** Puts the real timers back. */
+  uninstall(): void;
+}
+
+/**
+ * Replaces the global setTimeout/setInterval (and their clear functions) with a fake clock,
+ * for code whose subject is time. Install, drive with tick() and uninstall within one
+ * synchronous stretch: everything else in the process keeps the real timers.
+ */
+export function installFakeClock(): FakeClock {
+  interface FakeTimer { id: number; at: number; interval?: number; fn: () => void }
+  const real = { setTimeout, clearTimeout, setInterval, clearInterval };
+  const timers = new Map<number, FakeTimer>();
+  let now = 0;
+  let nextId = 1;
+  const add = (fn: () => void, ms: number, interval: boolean) => {
+    const delay = Math.max(1, Math.trunc(ms) || 0);
+    const timer: FakeTimer = { id: nextId++, at: now + delay, fn, interval: interval ? delay : undefined };
+    timers.set(timer.id, timer);
+    // A handle like Node's enough for the code under test (unref, ref, hasRef).
+    return { id: timer.id, unref() { return this; }, ref() { return this; }, hasRef: () => true, [Symbol.toPrimitive]: () => timer.id };
+  };
+  const clear = (handle: unknown) => {
+    if (handle && typeof handle === 'object' && 'id' in handle) timers.delete((handle as { id: number }).id);
+  };
+  const g = globalThis as unknown as Record<string, unknown>;
+  g.setTimeout = (fn: () => void, ms = 0) => add(fn, ms, false);
+  g.setInterval = (fn: () => void, ms = 0) => add(fn, ms, true);
+  g.clearTimeout = clear;
+  g.clearInterval = clear;
+  return {
+    get now() { return now; },
+    tick(ms: number) {
+      const end = now + ms;
+      for (;;) {
+        let due: FakeTimer | undefined;
+        for (const timer of timers.values()) if (timer.at <= end && (!due || timer.at < due.at || (timer.at === due.at && timer.id < due.id))) due = timer;
+        if (!due) break;
+        now = due.at;
+        if (due.interval === undefined) timers.delete(due.id);
+        else due.at += due.interval;
+        due.fn();
+      }
+      now = end;
+    },
+    uninstall() {
+      Object.assign(g, real);
+    },
+  };
 }
