@@ -11,6 +11,7 @@ import { silentLogger } from '../shared/log.js';
 import { startEtcd, v2Delete, v2Put, type EtcdServer } from '../testkit/etcd.js';
 import { freePort } from '../testkit/ports.js';
 import { waitFor } from '../testkit/procs.js';
+import { within } from './helpers/wait.js';
 
 const PREFIX = '/lain/';
 /** etcd v2 keeps this many events; a waitIndex older than the window is "cleared". */
@@ -142,14 +143,19 @@ test('watch delivers put, update and delete at their modifiedIndex, and replays 
   await replay.until(() => replay.hasRevision(r4), `replayed revision ${r4}`);
   t.deepEqual(replay.changes, expected);
 
-  // cancel() ends a long poll that etcd would hold open (pollReissueMs is 60 s) at once.
-  const began = Date.now();
-  await watch.cancel();
-  await replayWatch.cancel();
-  t.true(Date.now() - began < 1000, `cancel took ${Date.now() - began} ms`);
-  await put(server, '/lain/config/vip', 'after cancel');
-  await new Promise((resolve) => setTimeout(resolve, 200)); // a cancelled watch must stay silent
+  // cancel() ends a long poll that etcd would hold open (pollReissueMs is 60 s) at once: a
+  // cancel waiting for the poll instead would not resolve within the bound.
+  await within(Promise.all([watch.cancel(), replayWatch.cancel()]), 10_000, 'cancel() of two watches in a long poll');
+  // A cancelled watch stays silent: etcd holds no poll of it any more (its v2 store counts the
+  // waiting polls), and a third watch, from before the next write, has that write.
+  await waitFor(async () => (JSON.parse(await (await fetch(`${server.url}/v2/stats/store`)).text()) as { watchers: number }).watchers === 0, { message: 'etcd to hold no v2 watcher after cancel()' });
+  const marker = new Recorder();
+  const markerWatch = await store.watch(PREFIX, r4, marker);
+  const r5 = await put(server, '/lain/config/vip', 'after cancel');
+  await marker.until(() => marker.hasRevision(r5), `revision ${r5} on the watch still running`);
+  await markerWatch.cancel();
   t.is(live.changes.length, expected.length);
+  t.is(replay.changes.length, expected.length);
   t.deepEqual([...live.lost, ...replay.lost], []);
 });
 

@@ -8,7 +8,7 @@ import { compact, etcdClient, startEtcd } from '../testkit/etcd.js';
 import { httpGet, openStream, type EventStream } from '../testkit/http.js';
 import { freePort, freePorts } from '../testkit/ports.js';
 import { startAgent, startHub, waitFor } from '../testkit/procs.js';
-import { agentSynced, fixtureKvs, startCluster } from './helpers/cluster.js';
+import { agentSynced, fixtureKvs, hubHealthy, startCluster } from './helpers/cluster.js';
 import { startProxy } from './helpers/proxy.js';
 import { encodeFrame } from '../shared/protocol.js';
 
@@ -63,38 +63,58 @@ test.serial('chaos: hub SIGKILL and restart, compaction behind a partitioned hub
 
     let n = 0;
     let writeErrors = 0;
+    let committed = 0;
+    // After etcd's restart the writer moves to a fresh client: this one's circuit breaker stays
+    // open for 5 s after the failures of the outage.
+    let writeClient = client;
     const writer = (async () => {
       while (writing) {
         n++;
         try {
-          await client.stm().transact(async (tx) => {
+          await writeClient.stm().transact(async (tx) => {
             await tx.put('/lain/config/chaos/counter').value(String(n));
             await tx.put(`/lain/config/chaos/k${n % 17}`).value(String(n));
             if (n % 5 === 0) await tx.delete().key(`/lain/config/chaos/k${(n + 3) % 17}`);
           });
+          committed++;
         } catch { writeErrors++; }
-        await new Promise((r) => setTimeout(r, 15));
+        await new Promise((r) => setTimeout(r, 15)); // pacing (a bounded write rate), not a wait for anything
       }
     })();
 
-    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-    await pause(800);
+    // Each step of the schedule waits for what it needs to have happened, not for a time: writes
+    // committed in every phase (so each fault meets traffic), and the fault's own effect.
+    const written = async (phase: string, k = 5) => {
+      const from = committed;
+      await waitFor(() => committed >= from + k, { timeoutMs: 20_000, intervalMs: 10, message: `${k} writes committed ${phase}` });
+    };
+    const hub1Url = `ws://127.0.0.1:${hub1Port}`;
+    await written('before the faults');
+    for (const s of streams) await s.waitFor((e) => e.event === 'update');
     await hub0.kill();                                   // SIGKILL
-    await pause(800);
+    for (const a of agents) {
+      await waitFor(async () => { const d = await debugOf(a.base); return d.hub.live && d.hub.address === hub1Url; }, { message: `agent ${a.base} on hub1 after hub0's SIGKILL` });
+    }
+    await written('with hub0 dead');
     hub0 = startHub(hub0Args);                           // restart on the same port
-    await pause(800);
+    await waitFor(() => hubHealthy(hub0Port), { timeoutMs: 15_000, message: `restarted hub0\n${hub0.output()}` });
+    await written('with hub0 back');
     await proxy.cut();                                   // hub1 loses etcd…
-    await pause(700);
+    await written('while hub1 is partitioned');
     await compact(etcd);                                 // …while history it has not seen is compacted
-    await pause(300);
+    await written('after the compaction');
     await proxy.restore();                               // hub1's watch resumes at a compacted revision
-    await pause(1500);
+    await waitFor(async () => (await hubMetric(hub1Port, 'lainlet_hub_store_relists_total')) >= 2, { timeoutMs: 20_000, message: 'hub1 listing again after the compacted watch' });
+    await written('with hub1 back');
+    const failedBefore = writeErrors;
     await etcd.kill();                                   // etcd itself dies…
-    await pause(500);
+    await waitFor(() => writeErrors > failedBefore, { timeoutMs: 20_000, intervalMs: 10, message: 'a write failing while etcd is down' });
     await etcd.restart();                                // …and comes back
-    await pause(1500);
+    writeClient = etcdClient(etcd);
+    await written('after etcd\'s restart');
     writing = false;
     await writer;
+    if (writeClient !== client) writeClient.close();
     t.log(`${n} write transactions, ${writeErrors} failed while etcd was down`);
 
     // The test's own client has given up on the restarted etcd (circuit breaker): a fresh one.
@@ -271,8 +291,9 @@ test.serial('a hub disconnects a slow agent instead of dropping deltas; the agen
     const slow = new WebSocket(hub.url);
     slow.on('error', () => {});
     await new Promise((r) => slow.on('open', r));
+    const answered = new Promise((r) => slow.once('message', r));
     slow.send(encodeFrame({ t: 'hello', v: 1, node: 'slow', rev: 0 }));
-    await new Promise((r) => setTimeout(r, 300));
+    await answered; // the hub has taken the hello: it serves this agent from here on
     (slow as unknown as { _socket: { pause(): void } })._socket.pause();
     // More than loopback's socket buffers (several MB) plus the hub's 256 KB allowance.
     const big = 'z'.repeat(128 * 1024);

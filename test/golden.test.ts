@@ -5,6 +5,7 @@ import { readReferenceJson } from './helpers/reference.js';
 import { etcdClient } from '../testkit/etcd.js';
 import { httpGet, openStream, type EventStream } from '../testkit/http.js';
 import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
+import { agentAt, agentProgress, streamsCaughtUp } from './helpers/wait.js';
 
 interface Plain { path: string; from: string; method?: string; statusOnly?: boolean; status: number; body?: string }
 interface Watch { path: string; status: number; events: Array<{ id: number; event: string; data: string }> }
@@ -71,15 +72,21 @@ test.serial('every plain request, from every source address, answers as the orig
 test.serial('event streams while keys change, then the after-state', async (t) => {
   const streams: EventStream[] = [];
   for (const path of fixture.watch.paths) streams.push(await openStream(`${base}${path}`, { localAddress: '127.0.0.1' }));
-  await new Promise((r) => setTimeout(r, 1000));
+  // The recording waited 1 s, then 800 ms after each mutation (golden/README.md); here each step
+  // waits for what it stands for: every init, then the agent applying each mutation before the next.
+  for (const s of streams) await s.waitForEvents(1);
+  const heartbeats = golden.watches.map((w, i) => (/heartbeat=\d/.test(w.path) ? streams[i].waitFor((e) => e.event === 'heartbeat') : undefined));
+  const { eventsSent: before } = await agentProgress(base);
   const client = etcdClient(cluster.etcd);
   for (const m of fixture.watch.mutations) {
-    if (m.op === 'put') await client.put(m.key).value(m.value ?? '');
-    else await client.delete().key(m.key);
-    await new Promise((r) => setTimeout(r, m.wait ?? 800));
+    const { header } = m.op === 'put' ? await client.put(m.key).value(m.value ?? '') : await client.delete().key(m.key);
+    await agentAt(base, header.revision);
   }
-  await new Promise((r) => setTimeout(r, 1200));
   client.close();
+  // The agent has applied the last mutation, so it has written every event it ever will for
+  // them: once those have arrived, nothing late (or wrong) can follow.
+  await streamsCaughtUp(base, streams, before);
+  for (const h of heartbeats) await h;
   for (const [i, w] of golden.watches.entries()) {
     const s = streams[i];
     s.close();

@@ -15,6 +15,7 @@ import { fixtureKvs } from './helpers/cluster.js';
 import { httpGet, openStream, rawRequest } from '../testkit/http.js';
 import { freePort } from '../testkit/ports.js';
 import { waitFor } from '../testkit/procs.js';
+import { installFakeClock, nextTurn, rawUntil } from './helpers/wait.js';
 
 let store: MemoryStore;
 let hub: Hub;
@@ -86,8 +87,9 @@ test('watch is on for any value but "", "0" and "false"; the first value of a pa
 
 test('the event stream is written raw, exactly like the original', async (t) => {
   const port = agent.port;
-  const bytes = await rawRequest(port, '127.0.0.1', 'GET /v2/configwatcher?target=domain&watch=1 HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 500 });
-  t.is(bytes.toString(), 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nVary: Accept-Encoding\r\n\r\nid: 1\nevent: init\ndata: {"domain":"lain.local"}\n\n');
+  // The stream never ends: read until the init event is complete (the header block, then a frame).
+  const bytes = await rawUntil(port, '127.0.0.1', 'GET /v2/configwatcher?target=domain&watch=1 HTTP/1.1\r\nHost: x\r\n\r\n', (got) => /\r\n\r\n[^]*\n\n/.test(got));
+  t.is(bytes, 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nVary: Accept-Encoding\r\n\r\nid: 1\nevent: init\ndata: {"domain":"lain.local"}\n\n');
 });
 
 test('POST with watch=1: the header block, then the connection closes with no events', async (t) => {
@@ -96,12 +98,18 @@ test('POST with watch=1: the header block, then the connection closes with no ev
 });
 
 test('HEAD with watch=1 still writes the stream; heartbeat=abc means no heartbeats', async (t) => {
-  const head = await rawRequest(agent.port, '127.0.0.1', 'HEAD /v2/configwatcher?target=domain&watch=1 HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 500 });
-  t.regex(head.toString(), /\r\n\r\nid: 1\nevent: init\ndata: \{"domain":"lain.local"\}\n\n$/);
+  const head = await rawUntil(agent.port, '127.0.0.1', 'HEAD /v2/configwatcher?target=domain&watch=1 HTTP/1.1\r\nHost: x\r\n\r\n', (got) => /\r\n\r\n[^]*\n\n/.test(got));
+  t.regex(head, /\r\n\r\nid: 1\nevent: init\ndata: \{"domain":"lain.local"\}\n\n$/);
   const s = await openStream(`${base}/v2/configwatcher?target=domain&watch=1&heartbeat=abc`);
-  await new Promise((r) => setTimeout(r, 1300));
+  // The barrier: a stream opened after it with heartbeat=1, the shortest period there is. Timers of
+  // one period fire in the order they were set, so had heartbeat=abc meant any beat, its first one
+  // would have been written before the control's; both reach this process in the same turn.
+  const control = await openStream(`${base}/v2/configwatcher?target=domain&watch=1&heartbeat=1`);
+  await control.waitFor((e) => e.event === 'heartbeat');
+  await nextTurn();
   t.deepEqual(s.events.map((e) => e.event), ['init']);
   s.close();
+  control.close();
 });
 
 test('heartbeats: id 0, no data line, every N seconds', async (t) => {
@@ -173,8 +181,8 @@ test('a stream client that stops reading is disconnected, not buffered without b
     await waitFor(async () => (await debug()).streams.open === 1, { timeoutMs: 2000, message: 'stream open' });
     const big = 'y'.repeat(256 * 1024);
     for (let i = 0; i < 60 && (await debug()).streams.closedSlow === 0; i++) {
-      store.put(`/lain/config/slow/k${i % 3}`, big + i);
-      await new Promise((r) => setTimeout(r, 20));
+      const revision = store.put(`/lain/config/slow/k${i % 3}`, big + i);
+      await waitFor(() => small.cache.revision >= revision, { intervalMs: 5, message: `the agent at revision ${revision}` });
     }
     const d = await debug();
     t.true(d.streams.closedSlow >= 1, 'closed for not reading');
@@ -227,18 +235,30 @@ test('request targets are read like Go\'s url.ParseRequestURI: absolute form by 
   for (const [target, expected] of cases) t.deepEqual(goTarget(target), expected, target);
 });
 
-test('every: a period longer than one timer holds is waited out in chained timers, one beat per period', async (t) => {
-  // maxTimerMs stands in for 2^31-1 ms: each 130 ms period is four chained timers.
+test('every: a period longer than one timer holds is waited out in chained timers, one beat per period', (t) => {
+  // maxTimerMs stands in for 2^31-1 ms: each 130 ms period is four chained timers (40+40+40+10).
+  // Time is the subject, so the clock is a fake one, driven synchronously.
+  const clock = installFakeClock();
   const beats: number[] = [];
-  const start = performance.now();
-  await new Promise<void>((resolve) => {
-    const stop = every(130, () => {
-      beats.push(performance.now() - start);
-      if (beats.length === 3) { stop(); resolve(); }
-    }, 40);
-  });
-  const gaps = beats.map((at, i) => at - (i === 0 ? 0 : beats[i - 1]));
-  // A beat per chained timer would come 40 ms apart, a flood 1 ms apart; the margin below 130 is
-  // for the event loop's cached clock, which can make a timer look a few ms early.
-  for (const gap of gaps) t.true(gap >= 100, `gaps ${gaps.map((g) => g.toFixed(1)).join(', ')}`);
+  try {
+    const stop = every(130, () => beats.push(clock.now), 40);
+    clock.tick(129);
+    t.deepEqual(beats, [], 'no beat per chained timer (at 40, 80, 120 ms), none before the period');
+    clock.tick(1);
+    t.deepEqual(beats, [130]);
+    clock.tick(260);
+    t.deepEqual(beats, [130, 260, 390], 'one beat per period');
+    stop();
+    clock.tick(1000);
+    t.deepEqual(beats, [130, 260, 390], 'stop() stops it');
+    // Up to maxTimerMs it is one interval timer.
+    const short: number[] = [];
+    const stopShort = every(40, () => short.push(clock.now), 40);
+    clock.tick(120);
+    stopShort();
+    clock.tick(200);
+    t.deepEqual(short, [1430, 1470, 1510]);
+  } finally {
+    clock.uninstall();
+  }
 });

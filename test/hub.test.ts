@@ -4,6 +4,7 @@ import test from 'ava';
 import { pack } from 'msgpackr';
 import { MemoryStore } from '../hub/store/memory.js';
 import { FakeAgent, hubOn } from './helpers/fake-agent.js';
+import { waitFor } from '../testkit/procs.js';
 
 const seed = { '/lain/config/domain': 'lain.local', '/lain/config/vip': '10.0.0.1', '/lain/deployd/depends/specs/x': 'not forwarded' };
 
@@ -35,11 +36,12 @@ test('writes outside the API key ranges and no-op writes publish no delta', asyn
   store.put('/lain/deployd/depends/specs/x', 'changed');
   store.put('/lain/config/domain', 'lain.local');
   const last = store.put('/lain/config/domain', 'other');
-  await a.until(() => a.of('delta').length > 0);
-  await new Promise((r) => setTimeout(r, 100));
-  t.is(a.of('delta').length, 1);
-  t.is(a.of('delta')[0].rev, last);
-  t.is(hub.state.deltasPublished, 1);
+  // The barrier: a later write that must be published. Deltas come in order, so a delta for the
+  // writes before it would have arrived first.
+  const marker = store.put('/lain/config/marker', '1');
+  await a.until(() => a.of('delta').some((d) => d.rev === marker));
+  t.deepEqual(a.of('delta').map((d) => d.rev), [last, marker]);
+  t.is(hub.state.deltasPublished, 2);
   a.ws.close();
   await hub.stop();
 });
@@ -67,7 +69,7 @@ test('an agent older than the history gets a snapshot', async (t) => {
   const hub = await hubOn(store, { historyMaxCount: 2 });
   const rev0 = store.lastRevision;
   for (let i = 0; i < 5; i++) store.put('/lain/config/n', String(i));
-  await new Promise((r) => setTimeout(r, 50));
+  await waitFor(() => hub.state.revision >= store.lastRevision, { intervalMs: 5, message: 'the hub at the store\'s revision' });
   const a = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: rev0 });
   await a.until(() => a.of('prog').length > 0);
   t.is(a.of('snap').length, 1);
@@ -180,11 +182,9 @@ test('a slow agent is disconnected, never silently skipped', async (t) => {
   // Paced writes: the fast agent lives in this process too and must get to read.
   for (let i = 0; i < 200; i++) {
     store.put(`/lain/config/big${i % 4}`, big + i);
-    await new Promise((r) => setTimeout(r, 2));
+    await fast.until(() => fast.of('delta').length === i + 1, 10_000);
   }
-  await fast.until(() => fast.of('delta').length === 200, 10_000);
-  await new Promise((r) => setTimeout(r, 200));
-  t.true(hub.server.agentCount === 1, 'the slow agent was closed by the hub');
+  await waitFor(() => hub.server.agentCount === 1, { intervalMs: 5, message: 'the hub to close the slow agent' });
   t.true(hub.server.counters.slowAgentDisconnects >= 1);
   // Whatever the slow agent did receive is a gap-free prefix of the deltas.
   (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();

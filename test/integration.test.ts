@@ -20,28 +20,27 @@ test.serial('etcd holds a single watcher however many agents are connected', asy
   t.is(await cluster.etcd.watcherCount(), 1);
 });
 
-test.serial('a put in etcd reaches every agent\'s GET and watch within a second', async (t) => {
+test.serial('a put in etcd reaches every agent\'s GET and watch', async (t) => {
   const streams = await Promise.all(cluster.agents.map((a) => openStream(`${a.base}/v2/configwatcher?target=itest/&watch=1`)));
   for (const s of streams) {
     const [init] = await s.waitForEvents(1, 5000);
     t.deepEqual([init.id, init.event, init.data], [1, 'init', '{}']);
   }
   const client = etcdClient(cluster.etcd);
-  const started = Date.now();
+  // How fast is the bench's subject (npm run bench), not a test's: tests assert no timings.
   await client.put('/lain/config/itest/a').value('1');
   for (const s of streams) {
-    const ev = await s.waitFor((e) => e.event === 'update', 1000);
+    const ev = await s.waitFor((e) => e.event === 'update');
     t.is(ev.data, '{"itest/a":"1"}');
   }
   for (const a of cluster.agents) {
     const res = await httpGet(`${a.base}/v2/configwatcher?target=itest/a`);
     t.is(res.body, '{"itest/a":"1"}');
   }
-  t.true(Date.now() - started < 1000 + 500, 'well within a second (plus test overhead)');
 
   await client.delete().key('/lain/config/itest/a');
   for (const s of streams) {
-    const ev = await s.waitFor((e) => e.event === 'delete', 1000);
+    const ev = await s.waitFor((e) => e.event === 'delete');
     t.is(ev.data, '{}');
     t.true(ev.id > 1);
   }
@@ -59,10 +58,14 @@ test.serial('a transaction with several keys arrives as one delta: one event on 
     await tx.put('/lain/config/txn/b').value('2');
     await tx.put('/lain/config/txn/c').value('3');
   });
-  const ev = await stream.waitFor((e) => e.event === 'update', 2000);
-  t.is(ev.data, '{"txn/a":"1","txn/b":"2","txn/c":"3"}');
-  await new Promise((r) => setTimeout(r, 300));
-  t.is(stream.events.filter((e) => e.event === 'update').length, 1, 'no intermediate states: the three keys came together');
+  // The barrier: a later write on the same stream. Events are ordered, so an intermediate state
+  // of the transaction would have arrived before the marker's update.
+  await client.put('/lain/config/txn/marker').value('1');
+  await stream.waitFor((e) => e.data.includes('txn/marker'));
+  t.deepEqual(stream.events.filter((e) => e.event === 'update').map((e) => e.data), [
+    '{"txn/a":"1","txn/b":"2","txn/c":"3"}',
+    '{"txn/a":"1","txn/b":"2","txn/c":"3","txn/marker":"1"}',
+  ], 'no intermediate states: the three keys came together');
   stream.close();
   client.close();
 });

@@ -8,8 +8,10 @@
 import test, { type ExecutionContext } from 'ava';
 import { etcdClient } from '../testkit/etcd.js';
 import { openStream, type EventStream, type SseEvent } from '../testkit/http.js';
+import { waitFor } from '../testkit/procs.js';
 import { readReference } from './helpers/reference.js';
 import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
+import { agentAt, agentProgress, streamsCaughtUp } from './helpers/wait.js';
 
 // ---------------------------------------------------------------------------
 // The recording
@@ -127,10 +129,6 @@ function expectedEvents(path: string): SseEvent[] {
 const KVS = fixtureKvs('cluster-small');
 const PG = '/lain/deployd/pod_groups';
 const HOSTNAME = 'node1';
-/** The original's writes were 0.3-0.4 s apart. */
-const STEP_GAP_MS = 350;
-/** After the last write: time for anything late (or wrong) to arrive before the streams are closed. */
-const SETTLE_MS = 1200;
 
 /** The fixture's pod-group value with every ContainerIp blanked, the rest byte for byte unchanged. */
 function blankContainerIps(key: string): string {
@@ -190,22 +188,26 @@ test.before(async () => {
   const base = cluster.agents[0].base;
   for (const { path } of RECORDED) streams.set(path, await openStream(`${base}${path}`, { localAddress: '127.0.0.1', timeoutMs: 5000 }));
   for (const s of streams.values()) await s.waitForEvents(1, 5000);
+  const { eventsSent: before } = await agentProgress(base);
 
+  // The original's writes were 0.3-0.4 s apart; here each waits for the agent to have applied
+  // the one before it (its /debug revision), which is what the gap stood for.
   const client = etcdClient(cluster.etcd);
   try {
     for (const w of WRITES) {
-      if (w.op === 'put') await client.put(w.key).value(w.value!);
-      else await client.delete().key(w.key);
-      await new Promise((resolve) => setTimeout(resolve, STEP_GAP_MS));
+      const { header } = w.op === 'put' ? await client.put(w.key).value(w.value!) : await client.delete().key(w.key);
+      await agentAt(base, header.revision);
     }
   } finally {
     client.close();
   }
-  // The last write's effects, bounded; then a quiet period in which nothing more may arrive.
+  // The agent has applied the last write and so written every event it will for them: once
+  // those have arrived, nothing late (or wrong) can follow. Then the server's close of webprocs
+  // (after its error event) and heartbeats enough to show they repeat, both bounded.
+  await streamsCaughtUp(base, streams.values(), before).catch(() => {});
   await streams.get(P.webprocs)!.waitForEnd(5000).catch(() => {});
-  await streams.get(P.procs)!.waitFor((e) => e.data.includes('"IP":""'), 5000).catch(() => {});
-  await streams.get(P.containers)!.waitFor((e) => e.data.includes('"ip":""'), 5000).catch(() => {});
-  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  const features = streams.get(P.features)!;
+  await waitFor(() => features.events.filter((e) => e.event === 'heartbeat').length >= 3, { message: '3 heartbeats' }).catch(() => {});
   for (const [path, s] of streams) {
     endedByServer.set(path, s.ended);
     s.close();
@@ -277,7 +279,7 @@ test('configwatcher target=features: as recorded, byte for byte; B suppressed, C
   t.false(got.some((e) => e.data.includes('domain')), 'step C (/lain/config/domain) is outside target=features');
   const s = streams.get(P.features)!;
   const heartbeats = s.events.filter((e) => e.event === 'heartbeat');
-  t.true(heartbeats.length >= 3, `heartbeat=1 over a replay of several seconds: got ${heartbeats.length}`);
+  t.true(heartbeats.length >= 3, `heartbeat=1 repeats: got ${heartbeats.length}`);
   t.true(s.raw().includes(HEARTBEAT_FRAME), 'heartbeat frame is `id: 0\\nevent: heartbeat\\n\\n`, no data line');
   t.false(endedByServer.get(P.features), 'the server never ends a healthy stream');
 });
