@@ -186,7 +186,8 @@ export class GrpcApi {
     if (notReady !== null) return { code: grpc.status.UNAVAILABLE, details: notReady };
     if (spec.requiredText && value === '') return { code: grpc.status.INVALID_ARGUMENT, details: spec.requiredText };
     const resolved = endpoint.resolve(apiRequest(spec, value, peerIp(peer)));
-    return 'status' in resolved ? errorOf(resolved) : resolved;
+    if ('status' in resolved) return errorOf(resolved);
+    return spec.starIsAll && value === '*' ? { scope: '' } : resolved;
   }
 
   /** The reply for an answer: its message encoded (once per answer), or the status of an error answer. */

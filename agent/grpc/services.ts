@@ -17,6 +17,11 @@ export interface ServiceSpec {
   readonly watch: boolean;
   /** When the field is empty: refused with this text before any auth (Podgroup). */
   readonly requiredText?: string;
+  /**
+   * "*" (once the endpoint's auth let it through) is every key. HTTP /v2/procwatcher looks up
+   * "*\/" there, which matches nothing; the original's gRPC Podgroup kept "*" (GRPC.md §4).
+   */
+  readonly starIsAll?: boolean;
 }
 
 const appService = (name: string, path: string): ServiceSpec => ({ name, path, field: 'Appname', param: 'appname', watch: true });
@@ -34,7 +39,7 @@ export const SERVICES: readonly ServiceSpec[] = [
   { name: 'Localspec', path: '/v2/localspecquery', field: 'Nodeip', param: 'nodeip', watch: false },
   { name: 'Nodes', path: '/v2/nodes', field: 'Name', param: 'name', watch: true },
   // The original's gRPC text, typo included (HTTP says "appname required"; GRPC.md §3.4).
-  { name: 'Podgroup', path: '/v2/procwatcher', field: 'Appname', param: 'appname', watch: true, requiredText: 'appname reequired' },
+  { name: 'Podgroup', path: '/v2/procwatcher', field: 'Appname', param: 'appname', watch: true, requiredText: 'appname reequired', starIsAll: true },
   appService('Proxy', '/v2/proxywatcher'),
   appService('RebellionLocalprocs', '/v2/rebellion/localprocs'),
   appService('StreamrouterPorts', '/v2/streamrouter/ports'),
