@@ -22,7 +22,7 @@ const http = readReferenceJson<{ plain: Array<{ path: string; from: string; stat
  * The agent's codes for the original's error texts (all UNKNOWN there; GRPC.md §9.6 — the texts
  * stay, the codes say what happened).
  */
-function codeFor(message: string): number {
+function codeFor(message: string): status {
   if (message.startsWith('authorize failed')) return status.PERMISSION_DENIED;
   if (message === 'over half of the containers lost their IPs') return status.FAILED_PRECONDITION;
   if (message.startsWith('unkown address ')) return status.NOT_FOUND;
@@ -30,7 +30,7 @@ function codeFor(message: string): number {
   throw new Error(`no code for ${message}`);
 }
 
-type Expected = { reply: Msg; unordered?: string[] } | { error: { code: number; message: string | RegExp } } | { check: (r: UnaryResult) => string | undefined };
+type Expected = { reply: Msg; unordered?: string[] } | { error: { code: status; message: string | RegExp } } | { check: (r: UnaryResult) => string | undefined };
 
 /** Where the agent answers otherwise, by "<label> <rpc> <request> from <address>" (GRPC.md §11.3 step 7). */
 const DEVIATIONS: Record<string, Expected> = {

@@ -14,7 +14,7 @@ const definition = protoLoader.loadSync(PROTO_FILE, { keepCase: true, longs: Str
 const pkg = grpc.loadPackageDefinition(definition) as unknown as { message: Record<string, grpc.ServiceClientConstructor> };
 
 export type Msg = Record<string, unknown>;
-export interface CallError { code: number; message: string }
+export interface CallError { code: grpc.status; message: string }
 export type UnaryResult = { reply: Msg } | { error: CallError };
 
 export interface ClientTls { cert: Buffer; serverName?: string }
