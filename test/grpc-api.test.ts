@@ -13,7 +13,7 @@ import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
 import { run } from './helpers/cli.js';
 import { etcdClient } from './helpers/etcd.js';
 import { freePort, freePorts } from './helpers/ports.js';
-import { httpGet, startAgent, type Proc } from './helpers/procs.js';
+import { httpGet, startAgent, waitFor, type Proc } from './helpers/procs.js';
 import { LainletClient, canon, relayFrom, type Msg } from './grpc/client.js';
 
 const { status } = grpc;
@@ -129,6 +129,19 @@ test.serial('a Watch sends again on every change in its scope, over TLS, and a c
     etcd.close();
     w.cancel();
     other.cancel();
+  }
+});
+
+test.serial('a pod without containers (which crashed the original) is a Pod with only its InstanceNo (instance 2 here)', async (t) => {
+  const key = '/lain/deployd/pod_groups/pending/pending.web.web';
+  const etcd = etcdClient(cluster.etcd);
+  try {
+    await etcd.put(key).value(fixtureKvs('edge-cases')[key]);
+    await waitFor(async () => { const r = await plain.call('/message.Apps/Get', {}); return 'reply' in r && 'pending' in (r.reply.Data as object); }, { message: 'the agent has the pending pod group' });
+    t.deepEqual(await plain.call('/message.Podgroup/Get', { Appname: 'pending' }), { reply: { Data: [{ Pods: [{ InstanceNo: 1, IP: '172.20.1.1', Port: 8080, ProcName: 'web' }, { InstanceNo: 2 }] }] } });
+  } finally {
+    await etcd.delete().key(key);
+    etcd.close();
   }
 });
 

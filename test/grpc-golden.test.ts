@@ -133,6 +133,17 @@ test('every call, from every source address, answers as the original (entry\'s t
   for (const [, got] of entry) t.true('reply' in got && Object.keys(got.reply.Data ?? {}).length > 0);
 });
 
+test('the recorded reply bytes, where the wire is deterministic: packed int32, empty message, map entries', (t) => {
+  let compared = 0;
+  golden.wire.forEach((w, i) => {
+    // Version carries the agent's own version; Nodes entries come in random order (GRPC.md §11.3 step 3).
+    if (w.rpc === '/message.Lainlet/Version' || w.rpc === '/message.Nodes/Get') return;
+    t.is(result.wire[i], w.reply_hex, `${w.rpc} ${JSON.stringify(w.request)}`);
+    compared++;
+  });
+  t.is(compared, 4);
+});
+
 test('every watch sends the recorded replies, in order, across the six mutations', (t) => {
   const streams = golden.watches.streams;
   t.is(result.watches.length, streams.length);

@@ -50,6 +50,16 @@ export class LainletClient {
     });
   }
 
+  /** A unary call's reply as the bytes on the wire (no decoding). */
+  raw(rpc: string, request: Msg): Promise<Buffer | CallError> {
+    const [service, method] = parseRpc(rpc);
+    const { serialize } = codecFor(service, method);
+    return new Promise((resolve) => {
+      this.client(service).makeUnaryRequest(rpc, serialize, (b: Buffer) => b, request, new grpc.Metadata(), { deadline: new Date(Date.now() + 20_000) },
+        (err: grpc.ServiceError | null, reply?: Buffer) => resolve(err ? { code: err.code, message: err.details } : reply ?? Buffer.alloc(0)));
+    });
+  }
+
   watch(rpc: string, request: Msg): WatchStream {
     const [service, method] = parseRpc(rpc);
     const client = this.client(service);

@@ -24,6 +24,7 @@ export interface GrpcGolden {
   watches: { mutations: GoldenMutation[]; streams: GoldenStream[] };
   after: GoldenCall[];
   crashes: Array<{ setup?: string; call: GoldenCall & { replies?: unknown[] } }>;
+  wire: Array<{ rpc: string; request: Msg; reply_hex: string; note?: string }>;
 }
 
 export interface ReplayResult {
@@ -32,6 +33,8 @@ export interface ReplayResult {
   after: UnaryResult[];
   /** The calls that crashed the original (no setup), answered by the agent. */
   crashes: Array<UnaryResult | { replies: Msg[]; end?: { code: number; message: string } }>;
+  /** The `wire` calls' reply bytes, hex (or the error). */
+  wire: Array<string | { code: number; message: string }>;
 }
 
 export const SENTINEL_KEY = '/lain/config/zz-grpc-replay-sentinel';
@@ -72,6 +75,11 @@ async function main(): Promise<void> {
       return results;
     };
     const calls = await replayCalls(golden.calls);
+    const wire: ReplayResult['wire'] = [];
+    for (const w of golden.wire) {
+      const bytes = await local.raw(w.rpc, w.request);
+      wire.push(Buffer.isBuffer(bytes) ? bytes.toString('hex') : bytes);
+    }
 
     const streams: WatchStream[] = [];
     for (const s of golden.watches.streams) {
@@ -110,7 +118,7 @@ async function main(): Promise<void> {
         crashes.push(await client.call(call.rpc, call.request));
       }
     }
-    const result: ReplayResult = { calls, watches, after, crashes };
+    const result: ReplayResult = { calls, wire, watches, after, crashes };
     writeFileSync(out, JSON.stringify(result));
   } finally {
     etcd.close();
