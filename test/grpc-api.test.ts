@@ -145,6 +145,37 @@ test.serial('a pod without containers (which crashed the original) is a Pod with
   }
 });
 
+test.serial('two streams on the same key both get every change (the original gave most changes to one of them)', async (t) => {
+  const a = plain.watch('/message.Config/Watch', { Target: 'grpc-shared' });
+  const b = plain.watch('/message.Config/Watch', { Target: 'grpc-shared' });
+  await a.replyCount(1);
+  await b.replyCount(1);
+  const etcd = etcdClient(cluster.etcd);
+  try {
+    for (const v of ['1', '2', '3']) {
+      await etcd.put('/lain/config/grpc-shared').value(v);
+      // A Get on the same key in between must not swallow the streams' next update either.
+      t.deepEqual(await plain.call('/message.Config/Get', { Target: 'grpc-shared' }), { reply: { Data: { 'grpc-shared': v } } });
+    }
+    await a.replyCount(4);
+    await b.replyCount(4);
+    const want = [{}, ...['1', '2', '3'].map((v) => ({ Data: { 'grpc-shared': v } }))];
+    t.deepEqual(a.replies.map((r) => canon(r)), want.map((r) => canon(r)));
+    t.deepEqual(b.replies.map((r) => canon(r)), want.map((r) => canon(r)));
+  } finally {
+    a.cancel();
+    b.cancel();
+    await etcd.delete().key('/lain/config/grpc-shared');
+    etcd.close();
+  }
+});
+
+test.serial('64 concurrent Gets with distinct keys all answer (they crashed the original)', async (t) => {
+  const apps = Array.from({ length: 64 }, (_, i) => (i % 8 === 0 ? 'hello' : `nosuch-${i}`));
+  const results = await Promise.all(apps.map((Appname) => plain.call('/message.Coreinfo/Get', { Appname })));
+  results.forEach((r, i) => t.true('reply' in r && (apps[i] === 'hello') === (Object.keys(r.reply.Data ?? {}).length > 0), `${apps[i]}: ${JSON.stringify(r).slice(0, 200)}`));
+});
+
 test.serial('a plaintext client cannot use the TLS port, nor a TLS client the plaintext one', async (t) => {
   const wrongPlain = new LainletClient(`127.0.0.1:${tlsPort}`);
   const wrongTls = new LainletClient(`127.0.0.1:${plainPort}`, { cert, serverName: CERT_NAME });

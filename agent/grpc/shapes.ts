@@ -40,10 +40,12 @@ function mapValues(v: Json, f: (value: Json) => Message): Record<string, Message
 /**
  * A message without its default-valued fields: proto3 leaves them off the wire (GRPC.md §7),
  * and the serializer writes whatever field is set. Only for messages: a map keeps its "" values.
+ * An empty object field is an empty map (lainlet.proto has no singular message fields).
  */
 function msg(fields: Message): Message {
   for (const [k, v] of Object.entries(fields)) {
-    if (v === '' || v === 0 || v === false || (Array.isArray(v) && v.length === 0)) delete fields[k];
+    const empty = Array.isArray(v) ? v.length === 0 : v !== null && typeof v === 'object' && Object.keys(v).length === 0;
+    if (v === '' || v === 0 || v === false || empty) delete fields[k];
   }
   return fields;
 }
