@@ -9,6 +9,7 @@ import { AnswerCache } from './api/answers.js';
 import { createEndpoints } from './api/endpoints/index.js';
 import { Cache } from './cache.js';
 import { HubClient } from './client.js';
+import { GrpcApi, type GrpcTls } from './grpc/server.js';
 import { AgentHttp } from './http.js';
 import { Indexes } from './indexes.js';
 import { debugView } from './debug.js';
@@ -36,6 +37,8 @@ export interface AgentOptions {
   backoffCapMs?: number;
   /** A stream client that lets this much pile up unread is disconnected. */
   maxStreamBufferBytes?: number;
+  /** The gRPC mirror (-grpc.addr, GRPC.md): off when absent. */
+  grpc?: { host: string; port: number; tls?: GrpcTls };
 }
 
 // bench/lib imports AGENT_DEFAULTS from here; it lives in agent/defaults.ts.
@@ -47,6 +50,9 @@ export interface Agent {
   indexes: Indexes;
   client: HubClient;
   http: AgentHttp;
+  /** The gRPC mirror and its port, with opts.grpc. */
+  grpc?: GrpcApi;
+  grpcPort?: number;
   stop(): Promise<void>;
 }
 
@@ -58,11 +64,18 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   const endpoints = createEndpoints({ indexes, nodeIp: opts.nodeIp, hostname, noauth: opts.noauth });
   const answers = new AnswerCache((index) => indexes.generation(index));
   const streams = new StreamHub(answers, opts.maxStreamBufferBytes ?? AGENT_DEFAULTS.maxStreamBufferBytes);
+  const notReadyReason = () => (cache.hasState ? null : 'lainlet agent not synced yet: no state from a hub or state file');
+  const grpc = opts.grpc ? new GrpcApi({
+    endpoints, answers, streams, notReadyReason, version: VERSION,
+    keysByIndex: () => indexes.stats().keys,
+    maxBufferedBytes: opts.maxStreamBufferBytes ?? AGENT_DEFAULTS.maxStreamBufferBytes,
+  }) : undefined;
   const persister = opts.stateDir ? new StatePersister(opts.stateDir, cache, log) : undefined;
 
   cache.onChange((changes) => {
     const touched = indexes.apply(changes);
     streams.changed(touched);
+    grpc?.changed(touched);
     persister?.changed();
   });
 
@@ -95,13 +108,13 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   else client.onStatus = () => { if (client.status.live) settle(); };
   if (saved) settle(); // loading a large state file is a peak of its own
   const isStale = () => !client.status.live || cache.hubStale || cache.source !== 'hub';
-  const metrics = new AgentMetrics({ cache, client, streams, isStale, persister });
+  const metrics = new AgentMetrics({ cache, client, streams, isStale, persister, grpc: grpc?.stats });
 
   const http: AgentHttp = new AgentHttp({
     endpoints,
     answers,
     streams,
-    notReadyReason: () => (cache.hasState ? null : 'lainlet agent not synced yet: no state from a hub or state file'),
+    notReadyReason,
     version: VERSION,
     debug: debugView({
       version: VERSION, hostname, nodeIp: opts.nodeIp, startedAt,
@@ -114,13 +127,18 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
       : metrics.request,
   });
   const port = await http.listen(opts.host, opts.port);
+  const grpcPort = grpc && opts.grpc ? await grpc.listen(opts.grpc.host, opts.grpc.port, opts.grpc.tls).catch(async (e: Error) => {
+    await http.close();
+    throw new Error(`gRPC server: cannot listen on -grpc.addr: ${e.message}`);
+  }) : undefined;
   client.start();
 
   return {
-    port, cache, indexes, client, http,
+    port, cache, indexes, client, http, grpc, grpcPort,
     async stop() {
       client.stop();
       persister?.saveNow();
+      grpc?.close();
       await http.close();
     },
   };

@@ -43,11 +43,11 @@ const SPECS: FlagSpec[] = [
     help: `longest wait in milliseconds between hub connection attempts (full-jitter backoff from ${AGENT_DEFAULTS.backoffBaseMs} ms)`,
     why: `the backoff starts at ${AGENT_DEFAULTS.backoffBaseMs} ms; below that an unreachable hub is retried in a tight loop, a log line each time`,
   },
-  // Accepted so the original's systemd unit works unchanged; this agent serves no gRPC.
-  { name: 'grpc.addr', kind: 'string', default: '', help: 'ignored (the original\'s gRPC mirror is not served)' },
-  { name: 'grpc.TLS', kind: 'bool', default: false, help: 'ignored' },
-  { name: 'grpc.key', kind: 'string', default: '', help: 'ignored' },
-  { name: 'grpc.cert', kind: 'string', default: '', help: 'ignored' },
+  // The original's gRPC mirror of the API (GRPC.md §2): off unless -grpc.addr is given.
+  { name: 'grpc.addr', kind: 'string', default: '', help: 'gRPC API listen address (":9000" = all interfaces); empty = no gRPC server' },
+  { name: 'grpc.TLS', kind: 'bool', default: false, help: 'serve gRPC over TLS with -grpc.key and -grpc.cert' },
+  { name: 'grpc.key', kind: 'string', default: '', help: 'PEM private key for -grpc.TLS' },
+  { name: 'grpc.cert', kind: 'string', default: '', help: 'PEM certificate (chain) for -grpc.TLS' },
 ];
 
 /** A configuration this program will not run with: one line, the usage, exit 2 (as Go's flag package). */
@@ -86,6 +86,16 @@ async function main(): Promise<void> {
   if (!hubList && !etcdList) refuse('give -hub ws://host:port[,...] (hub tier) or -etcd host:port[,...] (standalone)');
   const web = orRefuse(() => parseListenAddress(values.web as string));
   const nodeIp = orRefuse(() => checkIp(values.ip as string));
+  const grpcAddr = values['grpc.addr'] as string;
+  const grpcListen = grpcAddr ? orRefuse(() => parseListenAddress(grpcAddr)) : undefined;
+  let grpcTls: { keyFile: string; certFile: string } | undefined;
+  if (grpcListen && values['grpc.TLS']) {
+    grpcTls = { keyFile: values['grpc.key'] as string, certFile: values['grpc.cert'] as string };
+    if (!grpcTls.keyFile || !grpcTls.certFile) refuse('keyfile or certfile can\'t be empty when TLS is enabled.');
+    for (const flag of ['grpc.cert', 'grpc.key'] as const) {
+      try { readFileSync(values[flag] as string); } catch (e) { fail(`cannot read -${flag}: ${(e as Error).message}`); }
+    }
+  }
   let hubs: string[] = [];
   let endpoints: string[] = [];
   if (etcdList) {
@@ -112,7 +122,6 @@ async function main(): Promise<void> {
   const log = createLogger(PROGRAM, values.debug as boolean);
   const tokenWarning = tokenFile ? tokenFileWarning(tokenFile) : undefined;
   if (tokenWarning) log.warn({ file: tokenWarning.file, mode: tokenWarning.mode }, tokenWarning.msg);
-  if (values['grpc.addr']) log.warn({ grpcAddr: values['grpc.addr'] }, '-grpc.addr is accepted for compatibility but no gRPC API is served');
   const { startAgent } = await import('./agent.js');
 
   let embedded: Hub | undefined;
@@ -143,8 +152,9 @@ async function main(): Promise<void> {
     prefix: values.prefix as string,
     silenceTimeoutMs: values['silence-timeout'] as number,
     backoffCapMs: values['reconnect-max'] as number,
+    grpc: grpcListen ? { ...grpcListen, tls: grpcTls } : undefined,
   }, log).catch((e: Error) => fail(`cannot start: ${e.message}`));
-  log.info({ version: VERSION, web: `${web.host || '*'}:${agent.port}`, hubs, noauth: values.noauth, ip: values.ip }, 'agent listening');
+  log.info({ version: VERSION, web: `${web.host || '*'}:${agent.port}`, grpc: grpcListen ? `${grpcListen.host || '*'}:${agent.grpcPort}${grpcTls ? ' (TLS)' : ''}` : null, hubs, noauth: values.noauth, ip: values.ip }, 'agent listening');
 
   let stopping = false;
   const shutdown = (signal: string) => {

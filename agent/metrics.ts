@@ -5,6 +5,8 @@ import type { Cache } from './cache.js';
 import type { HubClient } from './client.js';
 import type { StatePersister } from './persist.js';
 import type { StreamHub } from './streams.js';
+import { registerGrpcMetrics } from './grpc/metrics.js';
+import type { GrpcStats } from './grpc/server.js';
 
 export interface AgentMetricsSource {
   cache: Cache;
@@ -13,6 +15,8 @@ export interface AgentMetricsSource {
   isStale: () => boolean;
   /** Absent without -state-dir. */
   persister?: StatePersister;
+  /** Absent without -grpc.addr. */
+  grpc?: GrpcStats;
 }
 
 type Rendered = { contentType: string; render(): Promise<string> };
@@ -59,6 +63,7 @@ export class AgentMetrics {
     new client.Counter({ name: 'lainlet_agent_hub_reconnects_total', help: 'times the hub connection was lost', registers: [registry], collect() { this.reset(); this.inc(src.client.status.reconnects); } });
     new client.Counter({ name: 'lainlet_agent_snapshots_total', help: 'full snapshots received from hubs', registers: [registry], collect() { this.reset(); this.inc(src.client.status.snapshots); } });
     new client.Counter({ name: 'lainlet_agent_state_file_errors_total', help: 'state file saves that failed (the previous file was kept)', registers: [registry], collect() { this.reset(); this.inc(src.persister?.saveErrors ?? 0); } });
+    if (src.grpc) registerGrpcMetrics(client, registry, src.grpc);
     return { contentType: registry.contentType, render: () => registry.metrics() };
   }
 }

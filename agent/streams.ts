@@ -75,6 +75,12 @@ export function eventFrame(id: number, event: string, payload: string): string {
   return `id: ${id}\nevent: ${event}\n${data}\n`;
 }
 
+/**
+ * A subscriber of a group that is not a socket (the gRPC mirror, agent/grpc/): handed every
+ * answer the group's sockets are sent, with the event it goes out as.
+ */
+export type StreamListener = (answer: Answer, event: 'update' | 'delete' | 'error') => void;
+
 interface Stream {
   socket: Socket;
   group: StreamGroup;
@@ -83,6 +89,7 @@ interface Stream {
 
 class StreamGroup {
   readonly streams = new Set<Stream>();
+  readonly listeners = new Set<StreamListener>();
   /** The answer every stream in the group has been sent last. */
   last: Answer;
   nextId = 2;
@@ -119,6 +126,29 @@ export class StreamHub {
       endConnection(socket, STREAM_HEADER + eventFrame(0, 'error', answer.body));
       return;
     }
+    const group = this.groupFor(endpoint, scope, answer);
+    const stream: Stream = { socket, group };
+    group.streams.add(stream);
+    this.stats.open++;
+    socket.write(STREAM_HEADER + eventFrame(1, 'init', answer.body));
+    if (heartbeatSec > 0) stream.stopHeartbeat = every(heartbeatSec * 1000, () => this.write(stream, HEARTBEAT, false));
+    socket.once('close', () => this.remove(stream));
+  }
+
+  /**
+   * Joins `listener` to the group of (endpoint, scope): the current answer is returned (the
+   * caller sends it first) and from then on the listener gets every update the group's sockets
+   * get, rendered once for all. Not joined when the current answer is an error.
+   */
+  subscribe(endpoint: Endpoint, scope: string, listener: StreamListener): { initial: Answer; close: () => void } {
+    const initial = this.answers.get(endpoint, scope);
+    if (initial.status !== 200) return { initial, close: () => {} };
+    const group = this.groupFor(endpoint, scope, initial);
+    group.listeners.add(listener);
+    return { initial, close: () => { if (group.listeners.delete(listener)) this.dropIfIdle(group); } };
+  }
+
+  private groupFor(endpoint: Endpoint, scope: string, answer: Answer): StreamGroup {
     const key = endpoint.path + '\u0000' + scope;
     let group = this.groups.get(key);
     if (!group) {
@@ -131,12 +161,7 @@ export class StreamHub {
     }
     // The group's last answer is always current after each change; keep it exact anyway.
     group.last = answer;
-    const stream: Stream = { socket, group };
-    group.streams.add(stream);
-    this.stats.open++;
-    socket.write(STREAM_HEADER + eventFrame(1, 'init', answer.body));
-    if (heartbeatSec > 0) stream.stopHeartbeat = every(heartbeatSec * 1000, () => this.write(stream, HEARTBEAT, false));
-    socket.once('close', () => this.remove(stream));
+    return group;
   }
 
   /** Called after every cache change with what the indexes say it touched. */
@@ -179,6 +204,8 @@ export class StreamHub {
       this.write(s, bytes);
       if (closeAfter) endConnection(s.socket);
     }
+    const event = closeAfter ? 'error' : onlyDeletes ? 'delete' : 'update';
+    for (const listener of group.listeners) listener(answer, event);
   }
 
   private write(stream: Stream, bytes: Buffer, isEvent = true): void {
@@ -198,10 +225,13 @@ export class StreamHub {
     const group = stream.group;
     if (!group.streams.delete(stream)) return;
     this.stats.open--;
-    if (group.streams.size === 0) {
-      this.groups.delete(group.key);
-      this.byIndex.get(group.endpoint.index)?.delete(group);
-      this.stats.groups = this.groups.size;
-    }
+    this.dropIfIdle(group);
+  }
+
+  private dropIfIdle(group: StreamGroup): void {
+    if (group.streams.size > 0 || group.listeners.size > 0) return;
+    this.groups.delete(group.key);
+    this.byIndex.get(group.endpoint.index)?.delete(group);
+    this.stats.groups = this.groups.size;
   }
 }

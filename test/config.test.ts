@@ -130,7 +130,7 @@ test('a token file every user can read is warned about, naming the file and its 
 });
 
 test('the agent and hub still start with a sane command line (the refusals are not blanket)', async (t) => {
-  const agent = await run('agent', [...WEB, '-hub', `${HUB},wss://127.0.0.1:2/path`, '-ip', '::1', '-noauth=false', '-silence-timeout', '1000', '-reconnect-max', '200', '-grpc.addr=:9000']);
+  const agent = await run('agent', [...WEB, '-hub', `${HUB},wss://127.0.0.1:2/path`, '-ip', '::1', '-noauth=false', '-silence-timeout', '1000', '-reconnect-max', '200', '-grpc.addr=:0']);
   t.true(agent.started, agent.stdout + agent.stderr);
   const hub = await run('hub', [...MEMORY, '--seed', join(dir, 'seed.json'), '--history-count', '1', '--history-prefill', '0', '--progress-interval', '100', '--shutdown-spread', '0']);
   t.true(hub.started, hub.stdout + hub.stderr);
