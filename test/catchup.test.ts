@@ -18,11 +18,18 @@ function change(state: HubState, rev: number, key = KEY): void {
   state.apply({ revision: rev, puts: [[key, String(rev)]], dels: [] });
 }
 
+/** Far more batches than any test here needs: a catch-up that never ends fails, not hangs. */
+const MAX_BATCHES = 1000;
+
 /** Every frame the catch-up hands out until it says the agent is current, batch by batch. */
 function drain(catchUp: CatchUp, budgetBytes = Infinity): Frame[][] {
   const batches: Frame[][] = [];
-  for (let b = catchUp.next(budgetBytes); b !== null; b = catchUp.next(budgetBytes)) batches.push(b.map((f) => decodeFrame(f)));
-  return batches;
+  for (let i = 0; i < MAX_BATCHES; i++) {
+    const b = catchUp.next(budgetBytes);
+    if (b === null) return batches;
+    batches.push(b.map((f) => decodeFrame(f)));
+  }
+  throw new Error(`still not current after ${MAX_BATCHES} batches`);
 }
 
 const revs = (batches: Frame[][]) => batches.flat().map((f) => (f.t === 'delta' ? `${f.prev}→${f.rev}` : `${f.t}@${(f as SnapshotFrame).rev}`));
