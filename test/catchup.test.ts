@@ -135,6 +135,7 @@ test('an agent the history moves past while it catches up is sent a snapshot aft
   for (let r = 12; r <= 15; r++) change(state, r);
   const batches = drain(slow);
   t.deepEqual(revs(batches), ['snap@15'], 'the history no longer reaches revision 10');
+  t.is((batches[0][0] as SnapshotFrame).reset, undefined, 'a plain snapshot: the agent is on this store history, only behind');
   t.is(snapshots, 1);
 });
 
