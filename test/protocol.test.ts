@@ -2,6 +2,56 @@ import test from 'ava';
 import { decodeFrame, encodeFrame, keyRangeFilter, ProtocolError, type Frame } from '../shared/protocol.js';
 import { pack, Unpackr } from 'msgpackr';
 
+/**
+ * A strict decoder of core msgpack (nil, booleans, integers, floats, strings, arrays, maps) that
+ * rejects every extension type: what a msgpack implementation other than msgpackr could read.
+ */
+function decodePlainMsgpack(bytes: Buffer): unknown {
+  let at = 0;
+  const str = (n: number) => { const s = bytes.toString('utf8', at, at + n); at += n; return s; };
+  const many = (n: number, map: boolean): unknown => {
+    if (!map) return Array.from({ length: n }, () => value());
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i < n; i++) { const k = value(); if (typeof k !== 'string') throw new Error('map key is not a string'); out[k] = value(); }
+    return out;
+  };
+  const value = (): unknown => {
+    const b = bytes[at++];
+    if (b <= 0x7f) return b;
+    if (b >= 0xe0) return b - 0x100;
+    if (b >= 0x80 && b <= 0x8f) return many(b & 0x0f, true);
+    if (b >= 0x90 && b <= 0x9f) return many(b & 0x0f, false);
+    if (b >= 0xa0 && b <= 0xbf) return str(b & 0x1f);
+    const read = (n: number, f: (o: number) => number | bigint) => { const v = f(at); at += n; return Number(v); };
+    switch (b) {
+      case 0xc0: return null;
+      case 0xc2: return false;
+      case 0xc3: return true;
+      case 0xca: return read(4, (o) => bytes.readFloatBE(o));
+      case 0xcb: return read(8, (o) => bytes.readDoubleBE(o));
+      case 0xcc: return read(1, (o) => bytes.readUInt8(o));
+      case 0xcd: return read(2, (o) => bytes.readUInt16BE(o));
+      case 0xce: return read(4, (o) => bytes.readUInt32BE(o));
+      case 0xcf: return read(8, (o) => bytes.readBigUInt64BE(o));
+      case 0xd0: return read(1, (o) => bytes.readInt8(o));
+      case 0xd1: return read(2, (o) => bytes.readInt16BE(o));
+      case 0xd2: return read(4, (o) => bytes.readInt32BE(o));
+      case 0xd3: return read(8, (o) => bytes.readBigInt64BE(o));
+      case 0xd9: return str(read(1, (o) => bytes.readUInt8(o)));
+      case 0xda: return str(read(2, (o) => bytes.readUInt16BE(o)));
+      case 0xdb: return str(read(4, (o) => bytes.readUInt32BE(o)));
+      case 0xdc: return many(read(2, (o) => bytes.readUInt16BE(o)), false);
+      case 0xdd: return many(read(4, (o) => bytes.readUInt32BE(o)), false);
+      case 0xde: return many(read(2, (o) => bytes.readUInt16BE(o)), true);
+      case 0xdf: return many(read(4, (o) => bytes.readUInt32BE(o)), true);
+      default: throw new Error(`not core msgpack: byte 0x${b.toString(16)} at ${at - 1}`);
+    }
+  };
+  const out = value();
+  if (at !== bytes.length) throw new Error(`${bytes.length - at} bytes after the value`);
+  return out;
+}
+
 const frames: Frame[] = [
   { t: 'hello', v: 1, node: 'node1', rev: 42 },
   { t: 'snap', rev: 7, part: 0, last: true, puts: [['/lain/config/domain', 'lain.local'], ['/lain/config/ünï', '漢字 \u2028']], stale: false },
@@ -20,9 +70,12 @@ for (const frame of frames) {
   });
   test(`plain msgpack, readable without any connection state: ${frame.t} ${Object.keys(frame).join(',')}`, (t) => {
     // Encode-once: the same bytes go to every agent, so a fresh decoder that saw none of the
-    // frames before must read even the second frame of a shape (no records, no bundles).
+    // frames before must read even the second frame of a shape; and only core msgpack types,
+    // no msgpackr extensions (records, bundled strings), so any msgpack library reads them.
     encodeFrame(frame);
-    t.deepEqual(new Unpackr({ mapsAsObjects: true }).unpack(encodeFrame(frame)), frame);
+    const bytes = encodeFrame(frame);
+    t.deepEqual(new Unpackr({ mapsAsObjects: true }).unpack(bytes), frame);
+    t.deepEqual(decodePlainMsgpack(bytes), frame);
   });
 }
 
