@@ -14,7 +14,7 @@ export interface Target {
 export const TARGETS: Target[] = [
   { file: 'hub/state.ts', tests: ['test/state.test.ts'] },
   { file: 'hub/history.ts', tests: ['test/history.test.ts'] },
-  { file: 'hub/catchup.ts', tests: ['test/state.test.ts'] },
+  { file: 'hub/catchup.ts', tests: ['test/catchup.test.ts'] },
   { file: 'shared/protocol.ts', tests: ['test/protocol.test.ts'] },
   { file: 'shared/gojson.ts', tests: ['test/gojson.test.ts'] },
   { file: 'agent/cache.ts', tests: ['test/indexes.test.ts'] },

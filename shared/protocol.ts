@@ -58,7 +58,13 @@ export type HubFrame = SnapshotFrame | DeltaFrame | ProgressFrame | MoveFrame | 
 export type AgentFrame = HelloFrame;
 export type Frame = HubFrame | AgentFrame;
 
-const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, bundleStrings: false });
+const packr = new Packr({
+  useRecords: false,
+  // Stryker disable next-line BooleanLiteral: moreTypes changes only how BigInt, Set, Error, RegExp, ArrayBuffer and typed arrays encode; frames hold strings, numbers, booleans, arrays and plain objects alone
+  moreTypes: false,
+  mapsAsObjects: true,
+  bundleStrings: false,
+});
 
 /**
  * Encodes a frame into a Buffer of its own. msgpackr returns a view on a shared working buffer
