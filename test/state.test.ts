@@ -106,6 +106,7 @@ function recorded(opts: { historyMaxCount?: number; snapshotChunkBytes?: number 
     onDelta: (frame, prev, rev) => { const d = decodeFrame(frame) as DeltaFrame; deltas.push(d); events.push(`delta ${prev}→${rev} (frame ${d.prev}→${d.rev})`); },
     onProgress: (rev, stale) => events.push(`progress ${rev}${stale ? ' stale' : ''}`),
     onReset: (rev) => events.push(`reset ${rev}`),
+    onCorrected: (rev) => events.push(`corrected ${rev}`),
   });
   return { state, events, deltas };
 }
@@ -290,13 +291,33 @@ test('a reset before the first list loads the state', (t) => {
   t.deepEqual(events.slice(2), ['delta 7→9 (frame 7→9)'], 'a later list is a difference, not a first load');
 });
 
-test('a re-list at the same revision changes nothing', (t) => {
+test('a re-list at the same revision that finds the same state changes nothing', (t) => {
   const { state, events } = recorded();
   state.replaceAll(10, [['/lain/config/a', '1']]);
   events.length = 0;
-  state.replaceAll(10, [['/lain/config/a', 'other']]);
+  state.replaceAll(10, [['/lain/config/a', '1'], ['/lain/deployd/specs/x', 'not kept']]);
   t.deepEqual(events, []);
-  t.is(state.entries.get('/lain/config/a'), '1');
+  t.is(state.corrections, 0);
+  t.deepEqual(state.framesAfter(10), []);
+});
+
+test('a re-list at the same revision that finds another state corrects it: no delta (agents ignore one that does not move the revision), every revision up to it unknown, the fan-out told', (t) => {
+  const { state, events } = recorded();
+  state.replaceAll(10, [['/lain/config/a', '1'], ['/lain/config/b', '2']]);
+  state.apply({ revision: 12, puts: [['/lain/config/c', '3']], dels: [] });
+  state.snapshotFrames(); // cached at 12: the correction must not serve it
+  events.length = 0;
+  // The watch missed the delete of b (etcd-io/etcd#19179) and a changed a.
+  state.replaceAll(12, [['/lain/config/a', 'other'], ['/lain/config/c', '3']]);
+  t.deepEqual(events, ['corrected 12']);
+  t.is(state.corrections, 1);
+  t.deepEqual([...state.entries], [['/lain/config/a', 'other'], ['/lain/config/c', '3']]);
+  t.is(state.revision, 12);
+  for (const rev of [1, 10, 11, 12]) t.is(state.framesAfter(rev), null, `an agent at ${rev} holds the uncorrected state: snapshot`);
+  const snap = snapshotOf(state.snapshotFrames().frames);
+  t.deepEqual(snap.flatMap((f) => f.puts), [['/lain/config/a', 'other'], ['/lain/config/c', '3']], 'the snapshot is of the corrected state');
+  state.apply({ revision: 13, puts: [['/lain/config/d', '4']], dels: [] });
+  t.deepEqual(state.framesAfter(13), [], 'agents after the correction resume as usual');
 });
 
 test('a re-list that finds nothing changed moves the revision as progress, yet still marks the revisions it jumped', (t) => {
