@@ -9,7 +9,7 @@ import { createEndpoints } from './api/endpoints/index.js';
 import { Cache } from './cache.js';
 import { HubClient } from './client.js';
 import { AgentHttp } from './http.js';
-import { Indexes } from './indexes.js';
+import { Indexes } from './indexes/index.js';
 import { AgentMetrics } from './metrics.js';
 import { StatePersister } from './persist.js';
 import { StreamHub } from './streams.js';

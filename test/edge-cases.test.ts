@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { referencePath } from './helpers/reference.js';
 import { createEndpoints, requestFromUrl } from '../agent/api/endpoints/index.js';
 import type { Answer, Endpoint } from '../agent/api/types.js';
-import { Indexes } from '../agent/indexes.js';
+import { Indexes } from '../agent/indexes/index.js';
 import { encode } from '../shared/gojson.js';
 
 const SHARED = referencePath('.').replace(/\/$/, '');

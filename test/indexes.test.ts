@@ -1,8 +1,7 @@
 // The indexes: incremental updates, delete semantics (API.md §11 item 1), bad values (item 2)
 // and the authorization tables (item 5).
 import test from 'ava';
-import type { IndexChanges } from '../agent/api/types.js';
-import { Indexes, type IndexesOptions } from '../agent/indexes.js';
+import { Indexes, type IndexChanges, type IndexesOptions } from '../agent/indexes/index.js';
 import { SortedSet } from '../agent/indexes/sorted-set.js';
 import { KeyedIndex } from '../agent/indexes/keyed-index.js';
 import { decodePodGroup } from '../agent/model/podgroup.js';

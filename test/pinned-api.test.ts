@@ -6,7 +6,7 @@
 import test from 'ava';
 import { createEndpoints, requestFromUrl } from '../agent/api/endpoints/index.js';
 import type { Answer, Endpoint } from '../agent/api/types.js';
-import { Indexes } from '../agent/indexes.js';
+import { Indexes } from '../agent/indexes/index.js';
 import { compareUtf8, encode, encodeGeneric, encodeString } from '../shared/gojson.js';
 
 const NODE_IP = '192.168.77.21';

@@ -4,16 +4,18 @@
 //
 // Bad values (API.md §11 item 2): a value that does not decode is logged once, listed in
 // stats(), and changes nothing — the key's previous good value, if any, stays served.
-import type { ChangeSet, ChangedKey, IndexChanges, IndexName } from '../api/types.js';
+import type { ChangeSet } from '../cache.js';
 import { decodeDepends, serviceNameOfPortal, type DependsValue } from '../model/depends.js';
 import { decodeNodeValue } from '../model/node.js';
 import { decodePodGroup, type PodGroup } from '../model/podgroup.js';
 import { AuthTableStore, type AuthTables } from './auth-tables.js';
 import { ContainerIndex } from './container-index.js';
+import type { ChangedKey, IndexChanges, IndexName } from './changes.js';
 import type { ConfigEntry, ContainerEntry, DependsEntry, NodeEntry } from './entries.js';
 import { KeyedIndex, type ReadonlyKeyedIndex } from './keyed-index.js';
 import { PodGroupIndex, type ReadonlyPodGroupIndex } from './podgroup-index.js';
 
+export type { ChangedKey, IndexChanges, IndexName } from './changes.js';
 export type { ConfigEntry, ContainerEntry, ContainerInfo, DependsEntry, NodeEntry, PodGroupEntry } from './entries.js';
 export type { ReadonlyKeyedIndex } from './keyed-index.js';
 export type { ReadonlyPodGroupIndex } from './podgroup-index.js';
