@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { referencePath } from './helpers/reference.js';
 import { createEndpoints, requestFromUrl } from '../agent/api/endpoints/index.js';
 import type { Answer, Endpoint } from '../agent/api/types.js';
+import { Cache } from '../agent/cache.js';
 import { Indexes } from '../agent/indexes/index.js';
 import { encode } from '../shared/gojson.js';
 
@@ -29,7 +30,9 @@ interface Warning { obj: object; msg: string }
 function state(withEdge: boolean): { indexes: Indexes; endpoints: Endpoint[]; warnings: Warning[] } {
   const warnings: Warning[] = [];
   const indexes = new Indexes({ logger: { warn: (obj, msg) => warnings.push({ obj, msg }) } });
-  indexes.reset([...Object.entries(cluster.kvs), ...(withEdge ? EDGE_KVS : [])]);
+  const cache = new Cache();
+  cache.onChange((changes) => indexes.apply(changes));
+  cache.replace(1, [...Object.entries(cluster.kvs), ...(withEdge ? EDGE_KVS : [])], 'hub');
   return { indexes, endpoints: createEndpoints({ indexes, nodeIp: NODE_IP, hostname: HOSTNAME, noauth: false }), warnings };
 }
 

@@ -1,6 +1,7 @@
 // The indexes: incremental updates, delete semantics (API.md §11 item 1), bad values (item 2)
 // and the authorization tables (item 5).
 import test from 'ava';
+import { Cache } from '../agent/cache.js';
 import { Indexes, type IndexChanges, type IndexesOptions } from '../agent/indexes/index.js';
 import { SortedSet } from '../agent/indexes/sorted-set.js';
 import { KeyedIndex } from '../agent/indexes/keyed-index.js';
@@ -17,19 +18,28 @@ const PG = '/lain/deployd/pod_groups/';
 const HELLO_WEB = `${PG}hello/hello.web.web`;
 const HELLO_WEB_MOVED = cluster.watch.mutations.find((m) => m.key === HELLO_WEB)!.value!;
 
+/**
+ * Indexes fed as the agent feeds them (agent/agent.ts): every change of a Cache goes to apply(),
+ * so a snapshot reaches the indexes as its difference from the cache. `reports` collects what
+ * each apply() returned; `decoded` names every pod group decoded.
+ */
 function counting(options: IndexesOptions = {}) {
   const decoded: string[] = [];
   const indexes = new Indexes({
     ...options,
     decoders: { podGroup: (raw) => { decoded.push(decodePodGroup(raw).name); return decodePodGroup(raw); } },
   });
-  return { indexes, decoded };
+  const cache = new Cache();
+  const reports: IndexChanges[] = [];
+  cache.onChange((changes) => reports.push(indexes.apply(changes)));
+  return { indexes, decoded, cache, reports };
 }
 
 function loaded(options: IndexesOptions = {}) {
   const c = counting(options);
-  c.indexes.reset(Object.entries(cluster.kvs));
+  c.cache.replace(1, Object.entries(cluster.kvs), 'hub');
   c.decoded.length = 0;
+  c.reports.length = 0;
   return c;
 }
 
@@ -73,7 +83,7 @@ test('a config change decodes no pod group', (t) => {
 });
 
 test('one change in a large cluster decodes one value', (t) => {
-  const { indexes, decoded } = counting();
+  const { indexes, decoded, cache } = counting();
   const template = cluster.kvs[`${PG}tcp-echo/tcp-echo.worker.echo`];
   const big: Array<[string, string]> = [];
   const ids = decodePodGroup(template).pods.flatMap((p) => p.containers.map((c) => c.id));
@@ -83,7 +93,7 @@ test('one change in a large cluster decodes one value', (t) => {
     for (const id of ids) value = value.replaceAll(id, id.slice(0, 58) + String(i).padStart(6, '0'));
     big.push([`${PG}app${i}/app${i}.worker.echo`, value]);
   }
-  indexes.reset(big);
+  cache.replace(1, big, 'hub');
   t.is(decoded.length, 2000);
   t.is(indexes.podGroups.size, 2000);
   decoded.length = 0;
@@ -93,14 +103,15 @@ test('one change in a large cluster decodes one value', (t) => {
   t.is(changes.containers!.length, 2); // one container, under its two keys
 });
 
-test('reset reports the difference from what was held', (t) => {
-  const { indexes, decoded } = loaded();
+test('a new snapshot reaches the indexes as its difference from what was held', (t) => {
+  const { cache, decoded, reports } = loaded();
   const snapshot = Object.entries(cluster.kvs).filter(([k]) => k !== '/lain/config/vip');
   snapshot.push(['/lain/config/domain', 'other.local']);
-  const changes = indexes.reset(snapshot);
+  cache.replace(2, snapshot, 'hub');
   t.deepEqual(decoded, []);
-  t.deepEqual(keysOf(changes, 'config'), ['domain', 'vip (deleted)']);
-  t.deepEqual(Object.keys(changes), ['config']);
+  t.is(reports.length, 1);
+  t.deepEqual(keysOf(reports[0], 'config'), ['domain', 'vip (deleted)']);
+  t.deepEqual(Object.keys(reports[0]), ['config']);
 });
 
 test('the sorted views stay ordered through incremental and bulk changes', (t) => {

@@ -6,6 +6,7 @@
 import test from 'ava';
 import { createEndpoints, requestFromUrl } from '../agent/api/endpoints/index.js';
 import type { Answer, Endpoint } from '../agent/api/types.js';
+import { Cache } from '../agent/cache.js';
 import { Indexes } from '../agent/indexes/index.js';
 import { compareUtf8, encode, encodeGeneric, encodeString } from '../shared/gojson.js';
 
@@ -13,7 +14,9 @@ const NODE_IP = '192.168.77.21';
 
 function endpointsWith(kvs: Array<[string, string]>): Endpoint[] {
   const indexes = new Indexes({ logger: { warn: () => {} } });
-  indexes.reset(kvs);
+  const cache = new Cache();
+  cache.onChange((changes) => indexes.apply(changes));
+  cache.replace(1, kvs, 'hub');
   return createEndpoints({ indexes, nodeIp: NODE_IP, hostname: 'node1', noauth: false });
 }
 

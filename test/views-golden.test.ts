@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { referencePath } from './helpers/reference.js';
 import { createEndpoints, requestFromUrl } from '../agent/api/endpoints/index.js';
 import type { Answer, Endpoint } from '../agent/api/types.js';
+import { Cache } from '../agent/cache.js';
 import { Indexes } from '../agent/indexes/index.js';
 import { encode } from '../shared/gojson.js';
 
@@ -26,7 +27,9 @@ const NODE_IP = '127.0.0.1';
 
 function loadedIndexes(): Indexes {
   const indexes = new Indexes();
-  indexes.reset(Object.entries(fixture.kvs));
+  const cache = new Cache();
+  cache.onChange((changes) => indexes.apply(changes));
+  cache.replace(1, Object.entries(fixture.kvs), 'hub');
   return indexes;
 }
 

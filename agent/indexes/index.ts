@@ -65,7 +65,7 @@ const SUPER_APPS_DIR = 'super_apps/';
 interface ValueSlot {
   /** Etcd prefix including the trailing "/", e.g. "/lain/config/". */
   readonly root: string;
-  readonly index: { get(key: string): { raw: string } | undefined; keys(): readonly string[] };
+  readonly index: { get(key: string): { raw: string } | undefined };
   /** Decodes and stores a value (throws on a bad value, leaving everything as it was). */
   put(key: string, raw: string): void;
   remove(key: string): void;
@@ -114,22 +114,6 @@ export class Indexes implements AuthTables {
   apply(changes: ChangeSet): IndexChanges {
     for (const key of changes.dels) this.deleteKey(key);
     for (const [key, raw] of changes.puts) this.putKey(key, raw);
-    return this.finish();
-  }
-
-  /** Replaces everything with a complete snapshot, reporting the difference from what was held. */
-  reset(entries: Iterable<[string, string]>): IndexChanges {
-    const present = new Set<string>();
-    for (const [key, raw] of entries) {
-      present.add(key);
-      this.putKey(key, raw);
-    }
-    for (const slot of this.slots) {
-      for (const key of [...slot.index.keys()]) {
-        if (!present.has(slot.root + key)) this.removeKey(slot, key);
-      }
-    }
-    for (const key of [...this.badValues.keys()]) if (!present.has(key)) this.badValues.delete(key);
     return this.finish();
   }
 
@@ -208,13 +192,8 @@ export class Indexes implements AuthTables {
    */
   private deleteKey(etcdKey: string): void {
     const slot = this.slotOf(etcdKey);
-    if (slot) this.removeKey(slot, etcdKey.slice(slot.root.length));
+    if (slot) slot.remove(etcdKey.slice(slot.root.length));
     this.badValues.delete(etcdKey);
-  }
-
-  private removeKey(slot: ValueSlot, key: string): void {
-    slot.remove(key);
-    this.badValues.delete(slot.root + key);
   }
 
   private record(index: IndexName, key: string, deleted: boolean): void {
