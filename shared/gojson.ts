@@ -78,53 +78,20 @@ export function compareUtf8(a: string, b: string): number {
   return a.length - b.length;
 }
 
-/** Already-encoded JSON, embedded as is by `encode` (e.g. a cached fragment). */
-export class RawJson {
-  constructor(readonly json: string) {}
-}
-
 /**
- * Encodes a value like Go's json.Marshal would encode the equivalent Go value:
- * plain objects are structs (fields in insertion order), `Map`s are Go maps (keys sorted
- * byte-wise), arrays are slices, `null`/`undefined` are nil, RawJson is embedded verbatim.
+ * Encodes a value decoded from arbitrary JSON the way Go re-encodes an `interface{}`:
+ * every object is a map[string]interface{} (keys sorted byte-wise), numbers are float64.
+ * Only what JSON.parse produces is accepted.
  */
-export function encode(value: unknown): string {
+export function encodeGeneric(value: unknown): string {
   switch (typeof value) {
     case 'string': return encodeString(value);
     case 'number': return encodeNumber(value);
     case 'boolean': return value ? 'true' : 'false';
-    case 'undefined': return 'null';
     case 'object': break;
     default: throw new TypeError(`cannot encode a ${typeof value} as JSON`);
   }
   if (value === null) return 'null';
-  if (value instanceof RawJson) return value.json;
-  if (Array.isArray(value)) return encodeArray(value, encode);
-  if (value instanceof Map) {
-    const keys = [...value.keys()].map(String).sort(compareUtf8);
-    let out = '{';
-    for (let i = 0; i < keys.length; i++) {
-      if (i > 0) out += ',';
-      out += encodeString(keys[i]) + ':' + encode(value.get(keys[i]));
-    }
-    return out + '}';
-  }
-  let out = '{';
-  let first = true;
-  for (const key of Object.keys(value)) {
-    if (!first) out += ',';
-    first = false;
-    out += encodeString(key) + ':' + encode((value as Record<string, unknown>)[key]);
-  }
-  return out + '}';
-}
-
-/**
- * Encodes a value decoded from arbitrary JSON the way Go re-encodes an `interface{}`:
- * every object is a map[string]interface{} (keys sorted byte-wise), numbers are float64.
- */
-export function encodeGeneric(value: unknown): string {
-  if (value === null || typeof value !== 'object') return encode(value);
   if (Array.isArray(value)) return encodeArray(value, encodeGeneric);
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj).sort(compareUtf8);
@@ -148,19 +115,4 @@ function encodeArray(items: readonly unknown[], encodeItem: (v: unknown) => stri
 /** A []string that may be nil: `null` stays `null` (Go keeps nil slices as null). */
 export function encodeStringsOrNull(items: readonly string[] | null): string {
   return items === null ? 'null' : encodeArray(items, (s) => encodeString(s as string));
-}
-
-/**
- * A JSON object from already-encoded values. Keys are written in the order given: the caller
- * sorts them (compareUtf8) when the object stands for a Go map.
- */
-export function encodeObjectOfFragments(entries: Iterable<readonly [string, string]>): string {
-  let out = '{';
-  let first = true;
-  for (const [key, fragment] of entries) {
-    if (!first) out += ',';
-    first = false;
-    out += encodeString(key) + ':' + fragment;
-  }
-  return out + '}';
 }

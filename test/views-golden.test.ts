@@ -8,7 +8,6 @@ import { createEndpoints, requestFromUrl } from '../agent/api/endpoints/index.js
 import type { Answer, Endpoint } from '../agent/api/types.js';
 import { Cache } from '../agent/cache.js';
 import { Indexes } from '../agent/indexes/index.js';
-import { encode } from '../shared/gojson.js';
 
 const SHARED = referencePath('.').replace(/\/$/, '');
 
@@ -63,7 +62,7 @@ function isUnordered(path: string): boolean {
 
 function canonical(path: string, answer: { status: number; body: string }): string {
   if (answer.status !== 200 || !isUnordered(path)) return answer.body;
-  const items = (JSON.parse(answer.body) as unknown[]).map((item) => encode(item));
+  const items = (JSON.parse(answer.body) as unknown[]).map((item) => JSON.stringify(item));
   return '[' + items.sort().join(',') + ']';
 }
 
