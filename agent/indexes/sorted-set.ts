@@ -17,14 +17,6 @@ export class SortedSet<T> {
 
   constructor(private readonly compare: (a: T, b: T) => number) {}
 
-  get size(): number {
-    return this.members.size;
-  }
-
-  has(item: T): boolean {
-    return this.members.has(item);
-  }
-
   add(item: T): void {
     if (this.members.has(item)) return;
     this.members.add(item);
