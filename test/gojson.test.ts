@@ -78,3 +78,51 @@ test('string slices keep nil as null', (t) => {
   t.is(encodeStringsOrNull([]), '[]');
   t.is(encodeStringsOrNull(['a<', 'b']), '["a\\u003c","b"]');
 });
+
+test('each character Go treats specially leaves the fast path on its own', (t) => {
+  const alone: Array<[string, string]> = [
+    ['"', '\\"'], ['\\', '\\\\'], ['<', '\\u003c'], ['>', '\\u003e'], ['&', '\\u0026'],
+    ['\u2028', '\\u2028'], ['\u2029', '\\u2029'], ['\u0000', '\\u0000'], ['\u001f', '\\u001f'],
+    ['\b', '\\u0008'], ['\f', '\\u000c'], ['\n', '\\n'], ['\ud800', '\ufffd'], ['\udfff', '\ufffd'],
+  ];
+  for (const [char, escaped] of alone) t.is(encodeString(`x${char}y`), `"x${escaped}y"`, JSON.stringify(char));
+  // Just outside the special ranges: written as they are.
+  for (const char of [' ', '\u007f', '\u2027', '\u202a', '\ud7ff', '\ue000', '=', '?', '%']) t.is(encodeString(`x${char}y`), `"x${char}y"`, JSON.stringify(char));
+});
+
+test('non-finite numbers are refused, naming the number', (t) => {
+  t.throws(() => encodeNumber(NaN), { instanceOf: RangeError, message: 'cannot encode NaN as JSON' });
+  t.throws(() => encodeNumber(-Infinity), { instanceOf: RangeError, message: 'cannot encode -Infinity as JSON' });
+});
+
+test('compareUtf8: a prefix sorts first, from either side; surrogates at the range edges', (t) => {
+  t.true(compareUtf8('abc', 'ab') > 0);
+  t.true(compareUtf8('ab', 'abc') < 0);
+  t.true(compareUtf8('', 'a') < 0);
+  t.true(compareUtf8('b', 'ab') > 0);
+  t.true(compareUtf8('ab', 'b') < 0);
+  // U+10000 is D800 DC00: the lowest surrogate still sorts above U+E000-U+FFFF.
+  t.true(compareUtf8('\u{10000}', '\uE000') > 0);
+  t.true(compareUtf8('\uE000', '\u{10000}') < 0);
+  t.true(compareUtf8('\u{10000}', '\uFFFF') > 0);
+  t.true(compareUtf8('\uFFFF', '\u{10000}') < 0);
+  t.true(compareUtf8('\uD7FF', '\uE000') < 0);
+  t.true(compareUtf8('\uE000', '\uD7FF') > 0);
+  t.true(compareUtf8('\uD7FF', '\u{10000}') < 0);
+  t.true(compareUtf8('\u{10000}', '\uD7FF') > 0);
+  t.true(compareUtf8('\uE000', '\uFFFF') < 0);
+  t.true(compareUtf8('\uFFFF', '\uE000') > 0);
+});
+
+test('encodeGeneric writes JSON scalars as Go does and refuses what JSON has no form for', (t) => {
+  t.is(encodeGeneric(true), 'true');
+  t.is(encodeGeneric(false), 'false');
+  t.is(encodeGeneric(null), 'null');
+  t.is(encodeGeneric('<'), '"\\u003c"');
+  t.is(encodeGeneric(-0), '-0');
+  t.is(encodeGeneric([]), '[]');
+  t.is(encodeGeneric([[1, 2], [], [{ b: null, a: [true] }]]), '[[1,2],[],[{"a":[true],"b":null}]]');
+  t.throws(() => encodeGeneric(undefined), { instanceOf: TypeError, message: 'cannot encode a undefined as JSON' });
+  t.throws(() => encodeGeneric(() => 1), { instanceOf: TypeError, message: 'cannot encode a function as JSON' });
+  t.throws(() => encodeGeneric(1n), { instanceOf: TypeError });
+});

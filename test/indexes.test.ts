@@ -3,10 +3,7 @@
 import test from 'ava';
 import { Cache } from '../agent/cache.js';
 import { Indexes, type IndexChanges, type IndexesOptions } from '../agent/indexes/index.js';
-import { SortedSet } from '../agent/indexes/sorted-set.js';
-import { KeyedIndex } from '../agent/indexes/keyed-index.js';
 import { decodePodGroup } from '../agent/model/podgroup.js';
-import { compareUtf8 } from '../shared/gojson.js';
 import { readReference } from './helpers/reference.js';
 
 const cluster = JSON.parse(readReference('fixtures/cluster-small.json')) as {
@@ -112,32 +109,6 @@ test('a new snapshot reaches the indexes as its difference from what was held', 
   t.is(reports.length, 1);
   t.deepEqual(keysOf(reports[0], 'config'), ['domain', 'vip (deleted)']);
   t.deepEqual(Object.keys(reports[0]), ['config']);
-});
-
-test('the sorted views stay ordered through incremental and bulk changes', (t) => {
-  const set = new SortedSet<string>(compareUtf8);
-  const reference = new Set<string>();
-  let seed = 42;
-  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
-  const words = ['a', 'b', '\uE000', '\u{1F680}', 'ab', 'a/b', 'a.b', ''];
-  for (let round = 0; round < 200; round++) {
-    const batch = random() < 0.1 ? 300 : 3; // mostly small changes, sometimes a bulk load
-    for (let i = 0; i < batch; i++) {
-      const word = words[Math.floor(random() * words.length)] + Math.floor(random() * 50);
-      if (random() < 0.6) { set.add(word); reference.add(word); } else { set.delete(word); reference.delete(word); }
-    }
-    t.deepEqual(set.view(), [...reference].sort(compareUtf8));
-  }
-});
-
-test('lookups: "" is everything, an exact key wins over the prefix, otherwise the prefix', (t) => {
-  const index = new KeyedIndex<string>();
-  for (const k of ['vip', 'vips/1', 'vips/2', 'vipx', 'domain']) index.set(k, k);
-  t.deepEqual(index.lookup(''), ['domain', 'vip', 'vips/1', 'vips/2', 'vipx']);
-  t.deepEqual(index.lookup('vip'), ['vip']);
-  t.deepEqual(index.lookup('vi'), ['vip', 'vips/1', 'vips/2', 'vipx']);
-  t.deepEqual(index.lookup('vips/'), ['vips/1', 'vips/2']);
-  t.deepEqual(index.lookup('nosuch'), []);
 });
 
 // ---- API.md §11 item 1: deletes are by key ----
