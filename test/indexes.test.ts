@@ -3,6 +3,7 @@
 import test from 'ava';
 import { Cache } from '../agent/cache.js';
 import { Indexes, type IndexChanges, type IndexesOptions } from '../agent/indexes/index.js';
+import { decodeDepends } from '../agent/model/depends.js';
 import { decodePodGroup } from '../agent/model/podgroup.js';
 import { readReference } from './helpers/reference.js';
 
@@ -259,10 +260,73 @@ test('super apps are the super_apps config keys, by exact name', (t) => {
   t.true(indexes.isSuperApp('webrouter'));
 });
 
-test('the etcd prefix is configurable', (t) => {
-  const indexes = new Indexes({ prefix: '/other' });
-  indexes.apply({ puts: [['/other/config/domain', 'x'], ['/lain/config/vip', 'y']], dels: [] });
-  t.deepEqual(indexes.config.keys(), ['domain']);
+test('the etcd prefix is configurable, with or without its trailing slash', (t) => {
+  for (const prefix of ['/other', '/other/', '/other//']) {
+    const indexes = new Indexes({ prefix });
+    indexes.apply({ puts: [['/other/config/domain', 'x'], ['/lain/config/vip', 'y'], ['/otherconfig/vip', 'z']], dels: [] });
+    t.deepEqual(indexes.config.keys(), ['domain'], prefix);
+  }
+  const byDefault = new Indexes();
+  byDefault.apply({ puts: [['/other/config/domain', 'x'], ['/lain/config/vip', 'y']], dels: [] });
+  t.deepEqual(byDefault.config.keys(), ['vip']);
+});
+
+test('a key equal to an index\'s directory is no entry, and keys outside every index are ignored', (t) => {
+  const indexes = new Indexes();
+  const roots = ['/lain/config/', '/lain/deployd/pod_groups/', '/lain/deployd/depends/pods/', '/lain/nodes/nodes/'];
+  t.deepEqual(indexes.apply({ puts: [...roots.map((r): [string, string] => [r, 'null']), ['/lain/other/x', '1'], ['/lain/config', 'x']], dels: [] }), {});
+  t.deepEqual(indexes.stats().keys, { config: 0, podgroups: 0, containers: 0, depends: 0, nodes: 0 });
+  t.deepEqual(indexes.stats().badValues, []);
+});
+
+test('deleting keys that are not held reports nothing', (t) => {
+  const { indexes } = loaded();
+  const generations = indexes.stats().generations;
+  t.deepEqual(indexes.apply({
+    puts: [],
+    dels: ['/lain/config/nosuch', `${PG}nosuch/nosuch.web.web`, '/lain/deployd/depends/pods/nosuch.portal.x', '/lain/nodes/nodes/nosuch:1:22', '/lain/other/x'],
+  }), {});
+  t.deepEqual(indexes.stats().generations, generations);
+});
+
+test('a change reports every key it touched in every index, and the next change only its own', (t) => {
+  const { indexes } = loaded();
+  const portal = '/lain/deployd/depends/pods/redis-service.portal.portal-redis';
+  const node = Object.keys(cluster.kvs).find((k) => k.startsWith('/lain/nodes/nodes/'))!;
+  const nodeKey = node.slice('/lain/nodes/nodes/'.length);
+  const changes = indexes.apply({
+    puts: [['/lain/config/a', '1'], ['/lain/config/b', '2'], [node, '{"changed": true}']],
+    dels: ['/lain/config/vip', portal],
+  });
+  t.deepEqual(changes, {
+    config: [{ key: 'vip', deleted: true }, { key: 'a', deleted: false }, { key: 'b', deleted: false }],
+    depends: [{ key: 'redis-service.portal.portal-redis', deleted: true }],
+    nodes: [{ key: nodeKey, deleted: false }],
+  });
+  t.is(indexes.nodes.get(nodeKey)!.json, '{"changed":true}');
+  t.is(indexes.generation('config'), indexes.stats().generations.config);
+  const generation = indexes.generation('depends');
+  t.deepEqual(indexes.apply({ puts: [[portal, cluster.kvs[portal]]], dels: [] }), { depends: [{ key: 'redis-service.portal.portal-redis', deleted: false }] });
+  t.is(indexes.generation('depends'), generation + 1);
+  t.deepEqual(indexes.apply({ puts: [], dels: [node] }), { nodes: [{ key: nodeKey, deleted: true }] });
+  t.is(indexes.nodes.get(nodeKey), undefined);
+});
+
+test('the previous good value written again clears a bad value\'s report', (t) => {
+  const warnings: Array<{ obj: object; msg: string }> = [];
+  const { indexes } = loaded({ logger: { warn: (obj, msg) => warnings.push({ obj, msg }) } });
+  t.deepEqual(indexes.apply({ puts: [[HELLO_WEB, 'not json']], dels: [] }), {});
+  t.is(warnings.length, 1);
+  t.like(warnings[0], { obj: { key: HELLO_WEB, servingPrevious: true }, msg: 'undecodable value ignored' });
+  t.is(typeof (warnings[0].obj as { error: unknown }).error, 'string');
+  t.deepEqual(indexes.apply({ puts: [[HELLO_WEB, cluster.kvs[HELLO_WEB]]], dels: [] }), {});
+  t.deepEqual(indexes.stats().badValues, []);
+  // Reported again when it comes back: the report was forgotten.
+  indexes.apply({ puts: [[HELLO_WEB, 'not json']], dels: [] });
+  t.is(warnings.length, 2);
+  t.like(warnings[1], { obj: { servingPrevious: true } });
+  indexes.apply({ puts: [[`${PG}new/new.web.web`, 'not json']], dels: [] });
+  t.like(warnings[2], { obj: { key: `${PG}new/new.web.web`, servingPrevious: false } });
 });
 
 test('stats count entries per index', (t) => {
@@ -280,4 +344,8 @@ test('stats count entries per index', (t) => {
   });
   t.is(stats.superApps, under('/lain/config/super_apps/').length);
   t.is(stats.containerIps, new Set(containers.map((c) => c.containerIp)).size);
+  const portalIps = under('/lain/deployd/depends/pods/').flatMap((k) => decodeDepends(cluster.kvs[k])
+    .flatMap((node) => node.clients.flatMap(([, pod]) => pod.containers.map((c) => c.containerIp))));
+  t.true(portalIps.length > 0);
+  t.is(stats.portalIps, new Set(portalIps).size);
 });

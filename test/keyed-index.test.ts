@@ -57,3 +57,9 @@ test('set replaces the entry of a key; delete says whether the key was there', (
   t.deepEqual(index.keys(), ['b']);
   t.deepEqual(index.lookup(''), ['value of b']);
 });
+
+test('"" means every entry even when "" is itself a key', (t) => {
+  const index = indexOf(['', 'a']);
+  t.deepEqual(index.lookup(''), ['value of ', 'value of a']);
+  t.deepEqual(index.lookup('a'), ['value of a']);
+});

@@ -113,3 +113,36 @@ test('lowerBound over an array: first element not before the probe, at every pos
     }
   }
 });
+
+/** A comparator that counts its calls. */
+function counted() {
+  const calls = { n: 0 };
+  return { calls, compare: (a: string, b: string) => { calls.n++; return compareUtf8(a, b); } };
+}
+
+// The costs the set exists for, counted in comparisons (deterministic, unlike time): a snapshot
+// arrives in key order (etcd lists keys sorted), so loading it is one sort over a sorted array;
+// after that, a delta's few changes are binary-search inserts, never a sort of every member.
+const LOAD = 1024;
+
+test('loading many members in order costs one pass of comparisons, not a binary search each', (t) => {
+  const { calls, compare } = counted();
+  const set = new SortedSet<string>(compare);
+  for (const w of words(LOAD)) set.add(w);
+  t.is(set.view().length, LOAD);
+  t.true(calls.n < 2 * LOAD, `${calls.n} comparisons`);
+});
+
+test('a single change after a load costs a binary search, not a sort of every member', (t) => {
+  const { calls, compare } = counted();
+  const set = new SortedSet<string>(compare);
+  for (const w of words(LOAD)) set.add(w);
+  set.view();
+  for (const change of [() => set.add('w0005'), () => set.delete('w100'), () => set.add('x')]) {
+    calls.n = 0;
+    change();
+    set.view();
+    t.true(calls.n <= 2 * Math.log2(LOAD), `${calls.n} comparisons`);
+  }
+  t.is(set.view().length, LOAD + 1);
+});
