@@ -64,8 +64,7 @@ export class Cache {
 
   /** The hub's state is complete up to `revision` with nothing we care about changed. */
   advance(revision: number): void {
-    // Stryker disable next-line EqualityOperator: at an equal revision, setting it changes nothing
-    if (revision > this.revision) this.revision = revision;
+    this.revision = Math.max(this.revision, revision);
   }
 
   private emit(changes: ChangeSet): void {

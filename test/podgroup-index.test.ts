@@ -118,3 +118,12 @@ test('the comparators: name then key; namespace, then name, then key', (t) => {
   t.true(compareByNamespace(entry('b', 'a', 'n'), entry('a', 'a', 'n')) > 0);
   t.true(compareByNamespace(entry('x', '\uE000', 'n'), entry('x', '\u{1F680}', 'n')) < 0);
 });
+
+test('the whole-cluster orders are kept, not sorted per request', (t) => {
+  const index = indexWith([entry('b/1', 'b', 'a.s', true), entry('a/1', 'a', 'b.s', true)]);
+  // The same array until the next change: byName("") and streamProcs("") sort nothing.
+  t.is(index.byName(''), index.byName(''));
+  t.is(index.streamProcs(''), index.streamProcs(''));
+  t.deepEqual(keysOf(index.byName('')), ['b/1', 'a/1']);
+  t.deepEqual(keysOf(index.streamProcs('')), ['a/1', 'b/1']);
+});
