@@ -170,7 +170,7 @@ export class Indexes implements AuthTables {
     const bad = this.badValues.get(etcdKey);
     if (slot.index.get(key)?.raw === raw) {
       // The value already served (e.g. deployd rewrote it unchanged, or a bad value was replaced by the last good one).
-      if (bad) this.badValues.delete(etcdKey);
+      this.badValues.delete(etcdKey);
       return;
     }
     if (bad?.raw === raw) return; // already reported
@@ -182,7 +182,7 @@ export class Indexes implements AuthTables {
       this.logger?.warn({ key: etcdKey, error, servingPrevious: !!slot.index.get(key) }, 'undecodable value ignored');
       return;
     }
-    if (bad) this.badValues.delete(etcdKey);
+    this.badValues.delete(etcdKey);
   }
 
   /**
