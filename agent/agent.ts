@@ -11,7 +11,7 @@ import { Cache } from './cache.js';
 import { HubClient } from './client.js';
 import { GrpcApi, type GrpcTls } from './grpc/server.js';
 import { AgentHttp } from './http.js';
-import { Indexes } from './indexes.js';
+import { Indexes } from './indexes/index.js';
 import { debugView } from './debug.js';
 import { AGENT_DEFAULTS } from './defaults.js';
 import { AgentMetrics } from './metrics.js';

@@ -1,7 +1,12 @@
 // The agent's local copy of the hub state: key → value at a revision, plus how fresh it is.
 // Applies snapshots and deltas, turns each into the ChangeSet the indexes consume, and tells
 // listeners. The revision never goes backwards.
-import type { ChangeSet } from './api/types.js';
+
+/** One change to the agent's cache: full etcd keys, e.g. "/lain/config/domain". */
+export interface ChangeSet {
+  puts: Array<[string, string]>;
+  dels: string[];
+}
 
 export interface CacheListener {
   (changes: ChangeSet, revision: number): void;
@@ -59,7 +64,7 @@ export class Cache {
 
   /** The hub's state is complete up to `revision` with nothing we care about changed. */
   advance(revision: number): void {
-    if (revision > this.revision) this.revision = revision;
+    this.revision = Math.max(this.revision, revision);
   }
 
   private emit(changes: ChangeSet): void {

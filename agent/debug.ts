@@ -5,7 +5,7 @@ import type { AnswerCache } from './api/answers.js';
 import type { Cache } from './cache.js';
 import type { HubClient } from './client.js';
 import type { AgentHttp } from './http.js';
-import type { Indexes } from './indexes.js';
+import type { Indexes } from './indexes/index.js';
 import type { StatePersister } from './persist.js';
 import type { StreamHub } from './streams.js';
 

@@ -8,7 +8,8 @@
 // and gets `init` (API.md §11 item 3) — it is never left silently stale.
 import type { Socket } from 'node:net';
 import type { AnswerCache } from './api/answers.js';
-import type { Answer, ChangedKey, Endpoint, IndexChanges, IndexName } from './api/types.js';
+import type { Answer, Endpoint } from './api/types.js';
+import type { ChangedKey, IndexChanges, IndexName } from './indexes/index.js';
 
 export const STREAM_HEADER = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nVary: Accept-Encoding\r\n\r\n';
 const HEARTBEAT = Buffer.from('id: 0\nevent: heartbeat\n\n');

@@ -11,7 +11,6 @@
 // Not in TypeScript's ES2023 lib, but present in Node 20 (V8 11.3).
 declare global {
   interface String {
-    isWellFormed(): boolean;
     toWellFormed(): string;
   }
 }
@@ -42,7 +41,8 @@ function fixup(match: string): string {
 /** A JSON string literal, byte-identical to Go's json.Marshal of the same string. */
 export function encodeString(s: string): string {
   if (!NEEDS_ESCAPE.test(s)) return '"' + s + '"';
-  const json = JSON.stringify(s.isWellFormed() ? s : s.toWellFormed());
+  // toWellFormed() returns a well-formed string itself, so only strings with lone surrogates are copied.
+  const json = JSON.stringify(s.toWellFormed());
   return json.replace(STRINGIFY_FIXUPS, fixup);
 }
 
@@ -52,7 +52,7 @@ export function encodeString(s: string): string {
  */
 export function encodeNumber(n: number): string {
   if (!Number.isFinite(n)) throw new RangeError(`cannot encode ${n} as JSON`);
-  if (n === 0 && Object.is(n, -0)) return '-0';
+  if (Object.is(n, -0)) return '-0';
   return String(n);
 }
 
@@ -62,8 +62,7 @@ export function encodeNumber(n: number): string {
  * 0xD800-0xDFFF) before U+E000-U+FFFF; only at the first differing unit does that matter.
  */
 export function compareUtf8(a: string, b: string): number {
-  if (a === b) return 0;
-  const n = a.length < b.length ? a.length : b.length;
+  const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
     let ca = a.charCodeAt(i);
     let cb = b.charCodeAt(i);
@@ -78,53 +77,20 @@ export function compareUtf8(a: string, b: string): number {
   return a.length - b.length;
 }
 
-/** Already-encoded JSON, embedded as is by `encode` (e.g. a cached fragment). */
-export class RawJson {
-  constructor(readonly json: string) {}
-}
-
 /**
- * Encodes a value like Go's json.Marshal would encode the equivalent Go value:
- * plain objects are structs (fields in insertion order), `Map`s are Go maps (keys sorted
- * byte-wise), arrays are slices, `null`/`undefined` are nil, RawJson is embedded verbatim.
+ * Encodes a value decoded from arbitrary JSON the way Go re-encodes an `interface{}`:
+ * every object is a map[string]interface{} (keys sorted byte-wise), numbers are float64.
+ * Only what JSON.parse produces is accepted.
  */
-export function encode(value: unknown): string {
+export function encodeGeneric(value: unknown): string {
   switch (typeof value) {
     case 'string': return encodeString(value);
     case 'number': return encodeNumber(value);
     case 'boolean': return value ? 'true' : 'false';
-    case 'undefined': return 'null';
     case 'object': break;
     default: throw new TypeError(`cannot encode a ${typeof value} as JSON`);
   }
   if (value === null) return 'null';
-  if (value instanceof RawJson) return value.json;
-  if (Array.isArray(value)) return encodeArray(value, encode);
-  if (value instanceof Map) {
-    const keys = [...value.keys()].map(String).sort(compareUtf8);
-    let out = '{';
-    for (let i = 0; i < keys.length; i++) {
-      if (i > 0) out += ',';
-      out += encodeString(keys[i]) + ':' + encode(value.get(keys[i]));
-    }
-    return out + '}';
-  }
-  let out = '{';
-  let first = true;
-  for (const key of Object.keys(value)) {
-    if (!first) out += ',';
-    first = false;
-    out += encodeString(key) + ':' + encode((value as Record<string, unknown>)[key]);
-  }
-  return out + '}';
-}
-
-/**
- * Encodes a value decoded from arbitrary JSON the way Go re-encodes an `interface{}`:
- * every object is a map[string]interface{} (keys sorted byte-wise), numbers are float64.
- */
-export function encodeGeneric(value: unknown): string {
-  if (value === null || typeof value !== 'object') return encode(value);
   if (Array.isArray(value)) return encodeArray(value, encodeGeneric);
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj).sort(compareUtf8);
@@ -148,19 +114,4 @@ function encodeArray(items: readonly unknown[], encodeItem: (v: unknown) => stri
 /** A []string that may be nil: `null` stays `null` (Go keeps nil slices as null). */
 export function encodeStringsOrNull(items: readonly string[] | null): string {
   return items === null ? 'null' : encodeArray(items, (s) => encodeString(s as string));
-}
-
-/**
- * A JSON object from already-encoded values. Keys are written in the order given: the caller
- * sorts them (compareUtf8) when the object stands for a Go map.
- */
-export function encodeObjectOfFragments(entries: Iterable<readonly [string, string]>): string {
-  let out = '{';
-  let first = true;
-  for (const [key, fragment] of entries) {
-    if (!first) out += ',';
-    first = false;
-    out += encodeString(key) + ':' + fragment;
-  }
-  return out + '}';
 }

@@ -1,8 +1,6 @@
 // Go encoding/json byte compatibility (API.md §6). Expected strings are Go's json.Marshal output.
 import test from 'ava';
-import {
-  RawJson, compareUtf8, encode, encodeGeneric, encodeNumber, encodeObjectOfFragments, encodeString, encodeStringsOrNull,
-} from '../shared/gojson.js';
+import { compareUtf8, encodeGeneric, encodeNumber, encodeString, encodeStringsOrNull } from '../shared/gojson.js';
 
 test('plain strings take the fast path unchanged', (t) => {
   t.is(encodeString(''), '""');
@@ -64,17 +62,9 @@ test('compareUtf8 orders by code point: astral characters after U+E000-U+FFFF', 
   t.true(compareUtf8('\u{10000}', '\u{10001}') < 0);
 });
 
-test('Maps encode as Go maps: keys sorted byte-wise', (t) => {
-  const m = new Map<string, unknown>([['\u{1F680}', 1], ['\uE000', 2], ['b', 3], ['a', 4]]);
-  t.is(encode(m), '{"a":4,"b":3,"\uE000":2,"\u{1F680}":1}');
-});
-
-test('plain objects encode as structs: fields in insertion order', (t) => {
-  t.is(encode({ Name: 'x', Upstreams: [], Services: null, Ok: true, N: 3 }), '{"Name":"x","Upstreams":[],"Services":null,"Ok":true,"N":3}');
-});
-
-test('RawJson fragments are embedded verbatim', (t) => {
-  t.is(encode([new RawJson('{"a":1}'), 'x']), '[{"a":1},"x"]');
+test('encodeGeneric writes objects as Go maps: keys sorted byte-wise', (t) => {
+  t.is(encodeGeneric({ '\u{1F680}': 1, '\uE000': 2, b: 3, a: 4 }), '{"a":4,"b":3,"\uE000":2,"\u{1F680}":1}');
+  t.is(encodeGeneric({}), '{}');
 });
 
 test('encodeGeneric re-encodes arbitrary JSON like Go re-encodes interface{}', (t) => {
@@ -89,7 +79,50 @@ test('string slices keep nil as null', (t) => {
   t.is(encodeStringsOrNull(['a<', 'b']), '["a\\u003c","b"]');
 });
 
-test('encodeObjectOfFragments builds an object from encoded values in the given order', (t) => {
-  t.is(encodeObjectOfFragments([['b<', '1'], ['a', '{"x":[]}']]), '{"b\\u003c":1,"a":{"x":[]}}');
-  t.is(encodeObjectOfFragments([]), '{}');
+test('each character Go treats specially leaves the fast path on its own', (t) => {
+  const alone: Array<[string, string]> = [
+    ['"', '\\"'], ['\\', '\\\\'], ['<', '\\u003c'], ['>', '\\u003e'], ['&', '\\u0026'],
+    ['\u2028', '\\u2028'], ['\u2029', '\\u2029'], ['\u0000', '\\u0000'], ['\u001f', '\\u001f'],
+    ['\b', '\\u0008'], ['\f', '\\u000c'], ['\n', '\\n'], ['\ud800', '\ufffd'], ['\udfff', '\ufffd'],
+  ];
+  for (const [char, escaped] of alone) t.is(encodeString(`x${char}y`), `"x${escaped}y"`, JSON.stringify(char));
+  // Just outside the special ranges: written as they are.
+  for (const char of [' ', '\u007f', '\u2027', '\u202a', '\ud7ff', '\ue000', '=', '?', '%']) t.is(encodeString(`x${char}y`), `"x${char}y"`, JSON.stringify(char));
+});
+
+test('non-finite numbers are refused, naming the number', (t) => {
+  t.throws(() => encodeNumber(NaN), { instanceOf: RangeError, message: 'cannot encode NaN as JSON' });
+  t.throws(() => encodeNumber(-Infinity), { instanceOf: RangeError, message: 'cannot encode -Infinity as JSON' });
+});
+
+test('compareUtf8: a prefix sorts first, from either side; surrogates at the range edges', (t) => {
+  t.true(compareUtf8('abc', 'ab') > 0);
+  t.true(compareUtf8('ab', 'abc') < 0);
+  t.true(compareUtf8('', 'a') < 0);
+  t.true(compareUtf8('b', 'ab') > 0);
+  t.true(compareUtf8('ab', 'b') < 0);
+  // U+10000 is D800 DC00: the lowest surrogate still sorts above U+E000-U+FFFF.
+  t.true(compareUtf8('\u{10000}', '\uE000') > 0);
+  t.true(compareUtf8('\uE000', '\u{10000}') < 0);
+  t.true(compareUtf8('\u{10000}', '\uFFFF') > 0);
+  t.true(compareUtf8('\uFFFF', '\u{10000}') < 0);
+  t.true(compareUtf8('\uD7FF', '\uE000') < 0);
+  t.true(compareUtf8('\uE000', '\uD7FF') > 0);
+  t.true(compareUtf8('\uD7FF', '\u{10000}') < 0);
+  t.true(compareUtf8('\u{10000}', '\uD7FF') > 0);
+  t.true(compareUtf8('\uE000', '\uFFFF') < 0);
+  t.true(compareUtf8('\uFFFF', '\uE000') > 0);
+});
+
+test('encodeGeneric writes JSON scalars as Go does and refuses what JSON has no form for', (t) => {
+  t.is(encodeGeneric(true), 'true');
+  t.is(encodeGeneric(false), 'false');
+  t.is(encodeGeneric(null), 'null');
+  t.is(encodeGeneric('<'), '"\\u003c"');
+  t.is(encodeGeneric(-0), '-0');
+  t.is(encodeGeneric([]), '[]');
+  t.is(encodeGeneric([[1, 2], [], [{ b: null, a: [true] }]]), '[[1,2],[],[{"a":[true],"b":null}]]');
+  t.throws(() => encodeGeneric(undefined), { instanceOf: TypeError, message: 'cannot encode a undefined as JSON' });
+  t.throws(() => encodeGeneric(() => 1), { instanceOf: TypeError, message: 'cannot encode a function as JSON' });
+  t.throws(() => encodeGeneric(1n), { instanceOf: TypeError });
 });

@@ -1,12 +1,10 @@
 // The indexes: incremental updates, delete semantics (API.md §11 item 1), bad values (item 2)
 // and the authorization tables (item 5).
 import test from 'ava';
-import type { IndexChanges } from '../agent/api/types.js';
-import { Indexes, type IndexesOptions } from '../agent/indexes.js';
-import { SortedSet } from '../agent/indexes/sorted-set.js';
-import { KeyedIndex } from '../agent/indexes/keyed-index.js';
+import { Cache } from '../agent/cache.js';
+import { Indexes, type IndexChanges, type IndexesOptions } from '../agent/indexes/index.js';
+import { decodeDepends } from '../agent/model/depends.js';
 import { decodePodGroup } from '../agent/model/podgroup.js';
-import { compareUtf8 } from '../shared/gojson.js';
 import { readReference } from './helpers/reference.js';
 
 const cluster = JSON.parse(readReference('fixtures/cluster-small.json')) as {
@@ -18,19 +16,28 @@ const PG = '/lain/deployd/pod_groups/';
 const HELLO_WEB = `${PG}hello/hello.web.web`;
 const HELLO_WEB_MOVED = cluster.watch.mutations.find((m) => m.key === HELLO_WEB)!.value!;
 
+/**
+ * Indexes fed as the agent feeds them (agent/agent.ts): every change of a Cache goes to apply(),
+ * so a snapshot reaches the indexes as its difference from the cache. `reports` collects what
+ * each apply() returned; `decoded` names every pod group decoded.
+ */
 function counting(options: IndexesOptions = {}) {
   const decoded: string[] = [];
   const indexes = new Indexes({
     ...options,
     decoders: { podGroup: (raw) => { decoded.push(decodePodGroup(raw).name); return decodePodGroup(raw); } },
   });
-  return { indexes, decoded };
+  const cache = new Cache();
+  const reports: IndexChanges[] = [];
+  cache.onChange((changes) => reports.push(indexes.apply(changes)));
+  return { indexes, decoded, cache, reports };
 }
 
 function loaded(options: IndexesOptions = {}) {
   const c = counting(options);
-  c.indexes.reset(Object.entries(cluster.kvs));
+  c.cache.replace(1, Object.entries(cluster.kvs), 'hub');
   c.decoded.length = 0;
+  c.reports.length = 0;
   return c;
 }
 
@@ -74,7 +81,7 @@ test('a config change decodes no pod group', (t) => {
 });
 
 test('one change in a large cluster decodes one value', (t) => {
-  const { indexes, decoded } = counting();
+  const { indexes, decoded, cache } = counting();
   const template = cluster.kvs[`${PG}tcp-echo/tcp-echo.worker.echo`];
   const big: Array<[string, string]> = [];
   const ids = decodePodGroup(template).pods.flatMap((p) => p.containers.map((c) => c.id));
@@ -84,7 +91,7 @@ test('one change in a large cluster decodes one value', (t) => {
     for (const id of ids) value = value.replaceAll(id, id.slice(0, 58) + String(i).padStart(6, '0'));
     big.push([`${PG}app${i}/app${i}.worker.echo`, value]);
   }
-  indexes.reset(big);
+  cache.replace(1, big, 'hub');
   t.is(decoded.length, 2000);
   t.is(indexes.podGroups.size, 2000);
   decoded.length = 0;
@@ -94,40 +101,15 @@ test('one change in a large cluster decodes one value', (t) => {
   t.is(changes.containers!.length, 2); // one container, under its two keys
 });
 
-test('reset reports the difference from what was held', (t) => {
-  const { indexes, decoded } = loaded();
+test('a new snapshot reaches the indexes as its difference from what was held', (t) => {
+  const { cache, decoded, reports } = loaded();
   const snapshot = Object.entries(cluster.kvs).filter(([k]) => k !== '/lain/config/vip');
   snapshot.push(['/lain/config/domain', 'other.local']);
-  const changes = indexes.reset(snapshot);
+  cache.replace(2, snapshot, 'hub');
   t.deepEqual(decoded, []);
-  t.deepEqual(keysOf(changes, 'config'), ['domain', 'vip (deleted)']);
-  t.deepEqual(Object.keys(changes), ['config']);
-});
-
-test('the sorted views stay ordered through incremental and bulk changes', (t) => {
-  const set = new SortedSet<string>(compareUtf8);
-  const reference = new Set<string>();
-  let seed = 42;
-  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
-  const words = ['a', 'b', '\uE000', '\u{1F680}', 'ab', 'a/b', 'a.b', ''];
-  for (let round = 0; round < 200; round++) {
-    const batch = random() < 0.1 ? 300 : 3; // mostly small changes, sometimes a bulk load
-    for (let i = 0; i < batch; i++) {
-      const word = words[Math.floor(random() * words.length)] + Math.floor(random() * 50);
-      if (random() < 0.6) { set.add(word); reference.add(word); } else { set.delete(word); reference.delete(word); }
-    }
-    t.deepEqual(set.view(), [...reference].sort(compareUtf8));
-  }
-});
-
-test('lookups: "" is everything, an exact key wins over the prefix, otherwise the prefix', (t) => {
-  const index = new KeyedIndex<string>();
-  for (const k of ['vip', 'vips/1', 'vips/2', 'vipx', 'domain']) index.set(k, k);
-  t.deepEqual(index.lookup(''), ['domain', 'vip', 'vips/1', 'vips/2', 'vipx']);
-  t.deepEqual(index.lookup('vip'), ['vip']);
-  t.deepEqual(index.lookup('vi'), ['vip', 'vips/1', 'vips/2', 'vipx']);
-  t.deepEqual(index.lookup('vips/'), ['vips/1', 'vips/2']);
-  t.deepEqual(index.lookup('nosuch'), []);
+  t.is(reports.length, 1);
+  t.deepEqual(keysOf(reports[0], 'config'), ['domain', 'vip (deleted)']);
+  t.deepEqual(Object.keys(reports[0]), ['config']);
 });
 
 // ---- API.md §11 item 1: deletes are by key ----
@@ -278,10 +260,73 @@ test('super apps are the super_apps config keys, by exact name', (t) => {
   t.true(indexes.isSuperApp('webrouter'));
 });
 
-test('the etcd prefix is configurable', (t) => {
-  const indexes = new Indexes({ prefix: '/other' });
-  indexes.apply({ puts: [['/other/config/domain', 'x'], ['/lain/config/vip', 'y']], dels: [] });
-  t.deepEqual(indexes.config.keys(), ['domain']);
+test('the etcd prefix is configurable, with or without its trailing slash', (t) => {
+  for (const prefix of ['/other', '/other/', '/other//']) {
+    const indexes = new Indexes({ prefix });
+    indexes.apply({ puts: [['/other/config/domain', 'x'], ['/lain/config/vip', 'y'], ['/otherconfig/vip', 'z']], dels: [] });
+    t.deepEqual(indexes.config.keys(), ['domain'], prefix);
+  }
+  const byDefault = new Indexes();
+  byDefault.apply({ puts: [['/other/config/domain', 'x'], ['/lain/config/vip', 'y']], dels: [] });
+  t.deepEqual(byDefault.config.keys(), ['vip']);
+});
+
+test('a key equal to an index\'s directory is no entry, and keys outside every index are ignored', (t) => {
+  const indexes = new Indexes();
+  const roots = ['/lain/config/', '/lain/deployd/pod_groups/', '/lain/deployd/depends/pods/', '/lain/nodes/nodes/'];
+  t.deepEqual(indexes.apply({ puts: [...roots.map((r): [string, string] => [r, 'null']), ['/lain/other/x', '1'], ['/lain/config', 'x']], dels: [] }), {});
+  t.deepEqual(indexes.stats().keys, { config: 0, podgroups: 0, containers: 0, depends: 0, nodes: 0 });
+  t.deepEqual(indexes.stats().badValues, []);
+});
+
+test('deleting keys that are not held reports nothing', (t) => {
+  const { indexes } = loaded();
+  const generations = indexes.stats().generations;
+  t.deepEqual(indexes.apply({
+    puts: [],
+    dels: ['/lain/config/nosuch', `${PG}nosuch/nosuch.web.web`, '/lain/deployd/depends/pods/nosuch.portal.x', '/lain/nodes/nodes/nosuch:1:22', '/lain/other/x'],
+  }), {});
+  t.deepEqual(indexes.stats().generations, generations);
+});
+
+test('a change reports every key it touched in every index, and the next change only its own', (t) => {
+  const { indexes } = loaded();
+  const portal = '/lain/deployd/depends/pods/redis-service.portal.portal-redis';
+  const node = Object.keys(cluster.kvs).find((k) => k.startsWith('/lain/nodes/nodes/'))!;
+  const nodeKey = node.slice('/lain/nodes/nodes/'.length);
+  const changes = indexes.apply({
+    puts: [['/lain/config/a', '1'], ['/lain/config/b', '2'], [node, '{"changed": true}']],
+    dels: ['/lain/config/vip', portal],
+  });
+  t.deepEqual(changes, {
+    config: [{ key: 'vip', deleted: true }, { key: 'a', deleted: false }, { key: 'b', deleted: false }],
+    depends: [{ key: 'redis-service.portal.portal-redis', deleted: true }],
+    nodes: [{ key: nodeKey, deleted: false }],
+  });
+  t.is(indexes.nodes.get(nodeKey)!.json, '{"changed":true}');
+  t.is(indexes.generation('config'), indexes.stats().generations.config);
+  const generation = indexes.generation('depends');
+  t.deepEqual(indexes.apply({ puts: [[portal, cluster.kvs[portal]]], dels: [] }), { depends: [{ key: 'redis-service.portal.portal-redis', deleted: false }] });
+  t.is(indexes.generation('depends'), generation + 1);
+  t.deepEqual(indexes.apply({ puts: [], dels: [node] }), { nodes: [{ key: nodeKey, deleted: true }] });
+  t.is(indexes.nodes.get(nodeKey), undefined);
+});
+
+test('the previous good value written again clears a bad value\'s report', (t) => {
+  const warnings: Array<{ obj: object; msg: string }> = [];
+  const { indexes } = loaded({ logger: { warn: (obj, msg) => warnings.push({ obj, msg }) } });
+  t.deepEqual(indexes.apply({ puts: [[HELLO_WEB, 'not json']], dels: [] }), {});
+  t.is(warnings.length, 1);
+  t.like(warnings[0], { obj: { key: HELLO_WEB, servingPrevious: true }, msg: 'undecodable value ignored' });
+  t.is(typeof (warnings[0].obj as { error: unknown }).error, 'string');
+  t.deepEqual(indexes.apply({ puts: [[HELLO_WEB, cluster.kvs[HELLO_WEB]]], dels: [] }), {});
+  t.deepEqual(indexes.stats().badValues, []);
+  // Reported again when it comes back: the report was forgotten.
+  indexes.apply({ puts: [[HELLO_WEB, 'not json']], dels: [] });
+  t.is(warnings.length, 2);
+  t.like(warnings[1], { obj: { servingPrevious: true } });
+  indexes.apply({ puts: [[`${PG}new/new.web.web`, 'not json']], dels: [] });
+  t.like(warnings[2], { obj: { key: `${PG}new/new.web.web`, servingPrevious: false } });
 });
 
 test('stats count entries per index', (t) => {
@@ -299,4 +344,8 @@ test('stats count entries per index', (t) => {
   });
   t.is(stats.superApps, under('/lain/config/super_apps/').length);
   t.is(stats.containerIps, new Set(containers.map((c) => c.containerIp)).size);
+  const portalIps = under('/lain/deployd/depends/pods/').flatMap((k) => decodeDepends(cluster.kvs[k])
+    .flatMap((node) => node.clients.flatMap(([, pod]) => pod.containers.map((c) => c.containerIp))));
+  t.true(portalIps.length > 0);
+  t.is(stats.portalIps, new Set(portalIps).size);
 });

@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import { referencePath } from './helpers/reference.js';
 import { createEndpoints, requestFromUrl } from '../agent/api/endpoints/index.js';
 import type { Answer, Endpoint } from '../agent/api/types.js';
-import { Indexes } from '../agent/indexes.js';
-import { encode } from '../shared/gojson.js';
+import { Cache } from '../agent/cache.js';
+import { Indexes } from '../agent/indexes/index.js';
 
 const SHARED = referencePath('.').replace(/\/$/, '');
 
@@ -26,7 +26,9 @@ const NODE_IP = '127.0.0.1';
 
 function loadedIndexes(): Indexes {
   const indexes = new Indexes();
-  indexes.reset(Object.entries(fixture.kvs));
+  const cache = new Cache();
+  cache.onChange((changes) => indexes.apply(changes));
+  cache.replace(1, Object.entries(fixture.kvs), 'hub');
   return indexes;
 }
 
@@ -60,7 +62,7 @@ function isUnordered(path: string): boolean {
 
 function canonical(path: string, answer: { status: number; body: string }): string {
   if (answer.status !== 200 || !isUnordered(path)) return answer.body;
-  const items = (JSON.parse(answer.body) as unknown[]).map((item) => encode(item));
+  const items = (JSON.parse(answer.body) as unknown[]).map((item) => JSON.stringify(item));
   return '[' + items.sort().join(',') + ']';
 }
 

@@ -1,6 +1,7 @@
 // Rendered answers, computed once per (endpoint, scope, index generation) and shared by every
 // GET and every event stream that needs them.
-import type { Answer, Endpoint, IndexName } from './types.js';
+import type { IndexName } from '../indexes/index.js';
+import type { Answer, Endpoint } from './types.js';
 
 interface Cached {
   generation: number;

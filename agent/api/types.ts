@@ -2,12 +2,8 @@
 // its HTTP side (routing, GET answers, event streams, the shared answer cache).
 //
 // The HTTP side never looks inside an index; the data side never touches a socket.
-
-/** One change to the agent's cache: full etcd keys, e.g. "/lain/config/domain". */
-export interface ChangeSet {
-  puts: Array<[string, string]>;
-  dels: string[];
-}
+// The data side's own types live with it (agent/cache.ts, agent/indexes/).
+import type { IndexName } from '../indexes/index.js';
 
 /** A complete answer to a non-watch request: status and the exact body bytes (no trailing newline). */
 export interface Answer {
@@ -24,18 +20,6 @@ export interface ApiRequest {
   /** The TCP peer IP, normalised: "::ffff:1.2.3.4" is given as "1.2.3.4". */
   remoteIp: string;
 }
-
-/** The typed indexes an endpoint reads. A change to one of them can change the endpoint's output. */
-export type IndexName = 'config' | 'podgroups' | 'containers' | 'depends' | 'nodes';
-
-/** A key of an index that a change touched; `deleted` when the key is gone after the change. */
-export interface ChangedKey {
-  key: string;
-  deleted: boolean;
-}
-
-/** Per index, the index keys a ChangeSet touched (only indexes that changed appear). */
-export type IndexChanges = Partial<Record<IndexName, ChangedKey[]>>;
 
 export interface Endpoint {
   /** Route path, e.g. "/v2/configwatcher". */

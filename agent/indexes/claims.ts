@@ -48,7 +48,8 @@ export class Claims<V> {
     let bestOwner: string | undefined;
     let best: V | undefined;
     for (const [owner, value] of owners) {
-      if (bestOwner === undefined || compareUtf8(owner, bestOwner) * direction > 0) {
+      // Owners are distinct map keys, so the comparison is never 0: -1 or 1 says which comes first.
+      if (bestOwner === undefined || Math.sign(compareUtf8(owner, bestOwner)) === direction) {
         bestOwner = owner;
         best = value;
       }

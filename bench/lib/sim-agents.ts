@@ -8,7 +8,7 @@
 import { AGENT_DEFAULTS } from '../../agent/agent.js';
 import { Cache } from '../../agent/cache.js';
 import { HubClient } from '../../agent/client.js';
-import { Indexes } from '../../agent/indexes.js';
+import { Indexes } from '../../agent/indexes/index.js';
 import { silentLogger } from '../../shared/log.js';
 import { serveCommands } from './ipc.js';
 import { monoMs, summarize } from './stats.js';

@@ -1,8 +1,8 @@
 // What the endpoint modules share: the request → scope rules of API.md §4, the error answers,
 // and the guard that keeps an unexpected exception from escaping resolve/render.
 import type { Auth } from '../../auth.js';
-import type { Indexes } from '../../indexes/index.js';
-import type { Answer, ApiRequest, Endpoint, IndexName } from '../types.js';
+import type { IndexName, Indexes } from '../../indexes/index.js';
+import type { Answer, ApiRequest, Endpoint } from '../types.js';
 
 /** What every endpoint module is built from. */
 export interface EndpointContext {
