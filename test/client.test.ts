@@ -19,12 +19,31 @@ import { freePort } from './helpers/ports.js';
 
 // ---- fake hubs --------------------------------------------------------------------------------
 
+/**
+ * How long a test waits for something that does happen within milliseconds: a client that
+ * broke fails the test this fast rather than hanging it until ava gives up (mutation testing
+ * runs the file once per mutant).
+ */
+const EVENT_DEADLINE_MS = 5000;
+
+/** `promise`, or a rejection naming `what` once EVENT_DEADLINE_MS passed. */
+function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), EVENT_DEADLINE_MS);
+    timer.unref();
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 /** One agent connection to a fake hub: the upgrade request, the hello, and a way to answer. */
 class Conn {
-  readonly closed: Promise<{ code: number; reason: string }>;
+  private readonly closing: Promise<{ code: number; reason: string }>;
   constructor(readonly ws: WebSocket, readonly hello: HelloFrame, readonly request: IncomingMessage) {
-    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.closing = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
+  /** Resolves with the close code and reason once the connection is closed. */
+  get closed(): Promise<{ code: number; reason: string }> { return within(this.closing, 'the connection to close'); }
   send(...frames: HubFrame[]): void { for (const f of frames) this.ws.send(encodeFrame(f)); }
 }
 
@@ -73,7 +92,7 @@ class FakeHub {
 
   /** The next connection that says hello; ask before making the client connect. */
   nextHello(): Promise<Conn> {
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return within(new Promise((resolve) => this.waiters.push(resolve)), `a hello at hub ${this.name}`);
   }
 }
 
@@ -134,7 +153,7 @@ function clientOn(t: ExecutionContext, hubs: string[], over: Partial<HubClientOp
     drops: () => logged('dropping hub connection').map((l) => l.reason as string),
     until(pred, what) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => { pokes.delete(check); reject(new Error(`timed out waiting for ${what}; log: ${JSON.stringify(lines.map((l) => l.msg))}`)); }, 5000);
+        const timer = setTimeout(() => { pokes.delete(check); reject(new Error(`timed out waiting for ${what}; log: ${JSON.stringify(lines.map((l) => l.msg))}`)); }, EVENT_DEADLINE_MS);
         const check = () => {
           if (!pred()) return;
           pokes.delete(check);
@@ -619,9 +638,9 @@ test('stop closes the connection and nothing reconnects, also when stopped while
   const hubB = await FakeHub.start(t, 'B');
   const h = clientOn(t, [hubA.url, hubB.url]);
   const connA = await liveAt10(hubA, h);
-  const disconnected = new Promise<void>((resolve) => {
+  const disconnected = within(new Promise<void>((resolve) => {
     h.client.onStatus = () => { if (!h.client.status.connected) queueMicrotask(resolve); };
-  });
+  }), 'the client to see the connection closed');
   h.client.stop();
   await connA.closed;
   await disconnected;
@@ -631,13 +650,13 @@ test('stop closes the connection and nothing reconnects, also when stopped while
   // Stopped from the status callback at the moment it leaves a hub that asked it to move.
   const h2 = clientOn(t, [hubA.url, hubB.url]);
   const conn2 = await liveAt10(hubA, h2);
-  const left = new Promise<string>((resolve) => {
+  const left = within(new Promise<string>((resolve) => {
     h2.client.onStatus = () => {
       if (h2.client.status.connected) return;
       h2.client.stop();
       queueMicrotask(() => resolve(h2.client.status.hub));
     };
-  });
+  }), 'the client to leave hub A');
   conn2.send({ t: 'move', afterMs: 0, reason: 'bye' });
   t.is(await left, hubA.url, 'no connection to the next hub');
   await conn2.closed;
