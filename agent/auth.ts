@@ -26,7 +26,6 @@ export interface AuthOptions {
 
 /** "::ffff:1.2.3.4" → "1.2.3.4": a dual-stack socket reports IPv4 peers that way. */
 export function normalizeIp(ip: string): string {
-  // Stryker disable next-line EqualityOperator: after a "::ffff:" prefix the first '.' is at index 7 or later, never at 0, so > 0 and >= 0 agree
   return ip.startsWith('::ffff:') && ip.indexOf('.') > 0 ? ip.slice(7) : ip;
 }
 
@@ -61,7 +60,6 @@ export class Auth {
   isSuper(ip: string): boolean {
     if (this.noauth || this.isLocal(ip)) return true;
     const app = this.tables.appOfContainerIp(normalizeIp(ip));
-    // Stryker disable next-line ConditionalExpression: a guard for the type only; no super app is named undefined, so isSuperApp(undefined) is false as well
     return app !== undefined && this.tables.isSuperApp(app);
   }
 
@@ -73,7 +71,6 @@ export class Auth {
     if (this.noauth || this.isLocal(ip)) return true;
     const peer = normalizeIp(ip);
     const own = this.appName(peer);
-    // Stryker disable next-line ConditionalExpression: a short cut: an IP with no app is in neither table, so the checks below (own === app, isSuperApp(own), its portal services) are all false too
     if (own === undefined) return false;
     if (own === app || this.tables.isSuperApp(own)) return true;
     return this.tables.servicesOfPortalIp(peer).includes(app);
