@@ -84,6 +84,7 @@ export class HubClient {
     });
     this.ws = ws;
     let attemptError = '';
+    // Stryker disable next-line StringLiteral: 'nodebuffer' is ws's default binaryType and ws ignores a type it does not know, so the emptied string leaves it as it is
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {
       this.status.connected = true;
@@ -207,6 +208,7 @@ export class HubClient {
   private fail(reason: string): void {
     this.status.lastError = reason;
     this.log.warn({ hub: this.status.hub, reason }, 'dropping hub connection');
+    // Stryker disable next-line OptionalChaining: fail() runs from this.ws's own message handler or its silence timer, and moveAfter clears that timer when it clears this.ws: this.ws is always set here
     this.ws?.terminate();
   }
 
@@ -218,6 +220,7 @@ export class HubClient {
     const ws = this.ws;
     clearTimeout(this.moveTimer);
     this.moveTimer = setTimeout(() => {
+      // Stryker disable next-line LogicalOperator: closed(), stop() and a later move frame all clear this timer, so when it fires ws is this.ws and set, and || and && both give false
       if (ws !== this.ws || !ws) return;
       this.ws = undefined;
       clearTimeout(this.silenceTimer);

@@ -1,5 +1,5 @@
 /**
- * `npm run mutate [-- file...]`: StrykerJS over the core modules (mutation/targets.ts), one
+ * `npm run mutate [-- file...] [--force] [--report]`: StrykerJS over the core modules (mutation/targets.ts), one
  * Stryker run per module with its own unit tests as the command, incremental (only mutants
  * whose code or tests changed since the last run are tried again). Writes mutation/REPORT.md:
  * the score per file, every surviving mutant, and every mutant disabled in the source as
@@ -134,9 +134,12 @@ function render(all: FileSummary[]): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const forceAll = args.includes('--force');
-  const only = args.filter((a) => a !== '--force');
-  const targets = only.length > 0 ? TARGETS.filter((t) => only.includes(t.file)) : TARGETS;
-  if (targets.length === 0) throw new Error(`no target matches ${only.join(' ')}; targets are in mutation/targets.ts`);
+  // --report: write REPORT.md from results.json again, running nothing (e.g. after merging
+  // results.json from branches that each ran their own files).
+  const reportOnly = args.includes('--report');
+  const only = args.filter((a) => a !== '--force' && a !== '--report');
+  const targets = reportOnly ? [] : only.length > 0 ? TARGETS.filter((t) => only.includes(t.file)) : TARGETS;
+  if (targets.length === 0 && !reportOnly) throw new Error(`no target matches ${only.join(' ')}; targets are in mutation/targets.ts`);
   for (const t of targets) for (const f of [t.file, ...t.tests]) if (!existsSync(f)) throw new Error(`${f} (mutation/targets.ts) does not exist`);
   mkdirSync('reports', { recursive: true });
   // Results of files not run this time are kept from the last run, so the report stays whole.

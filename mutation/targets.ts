@@ -20,7 +20,7 @@ export const TARGETS: Target[] = [
   { file: 'agent/cache.ts', tests: ['test/cache.test.ts'] },
   { file: 'agent/client.ts', tests: ['test/client.test.ts'] },
   { file: 'agent/auth.ts', tests: ['test/auth.test.ts'] },
-  { file: 'agent/persist.ts', tests: ['test/persist.test.ts'] },
+  { file: 'agent/persist.ts', tests: ['test/persist-unit.test.ts'] },
   { file: 'agent/indexes/index.ts', tests: ['test/indexes.test.ts'] },
   { file: 'agent/indexes/auth-tables.ts', tests: ['test/auth-tables.test.ts'] },
   { file: 'agent/indexes/claims.ts', tests: ['test/claims.test.ts'] },

@@ -1,20 +1,16 @@
-// The agent's state file (agent/persist.ts): it follows the state save after save without
-// disturbing any other msgpack encoder in the process, a failed or short write keeps the
-// previous good file, and a damaged file is refused. Unit tests on the persister, an
-// in-process agent for /debug and /metrics (on a real, nearly full tmpfs), and a standalone
-// agent process on a real etcd.
+// The agent's state file (agent/persist.ts) in a running agent: a failed save on a really full
+// filesystem shows in /debug, the log and /metrics; a damaged file is not served; a standalone
+// agent process on a real etcd keeps its file following the state and writes the last revision
+// at SIGTERM. The persister's own unit tests are in test/persist-unit.test.ts.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Packr } from 'msgpackr';
 import { pino, type Logger } from 'pino';
 import { startAgent, type Agent } from '../agent/agent.js';
 import { Cache } from '../agent/cache.js';
 import { decodeState, encodeState, StatePersister, type SavedState } from '../agent/persist.js';
-import { collectGarbage } from '../shared/gc.js';
-import { decodeFrame, encodeFrame } from '../shared/protocol.js';
 import { currentRevision, etcdClient, putAll, startEtcd } from '../testkit/etcd.js';
 import { httpGet } from '../testkit/http.js';
 import { freePort, freePorts } from '../testkit/ports.js';
@@ -70,145 +66,6 @@ async function agentWithoutHub(stateDir: string, log: Logger): Promise<{ agent: 
   return { agent, base: `http://127.0.0.1:${agent.port}` };
 }
 
-// ---------------------------------------------------------------------------
-// 1. The file follows the state; no other encoder is disturbed
-// ---------------------------------------------------------------------------
-
-test('many saves in a row: each file holds the live state, long and non-ASCII values included', (t) => {
-  const { cache, persister } = persisterIn(tempDir(t));
-  cache.replace(1, configEntries(50, 10), 'hub');
-  // Around msgpackr's 64-character switch to its native UTF-8 writer, str8/16/32 boundaries, multi-byte text.
-  const values = ['a'.repeat(63), 'b'.repeat(64), 'c'.repeat(100), 'd'.repeat(255), 'e'.repeat(256), 'f'.repeat(70_000), 'ü→漢字🙂'.repeat(40), '', 'short'];
-  let saves = 0;
-  persister.onSaved = () => saves++;
-  for (let i = 0; i < values.length * 2; i++) {
-    cache.applyDelta(cache.revision + 1, [[`/lain/config/long${i % values.length}`, values[i % values.length]]], i % 3 === 0 ? ['/lain/config/k00000'] : []);
-    persister.saveNow();
-    t.is(persister.lastSaveError, '', `save ${i + 1}`);
-    const saved = fileState(persister.path);
-    t.is(saved.rev, cache.revision, `save ${i + 1}`);
-    t.deepEqual(new Map(saved.entries), cache.entries, `save ${i + 1}`);
-  }
-  t.is(saves, values.length * 2);
-});
-
-test('after a save, the protocol encoder still encodes long strings', (t) => {
-  const { cache, persister } = persisterIn(tempDir(t));
-  cache.replace(7, [['/lain/config/domain', 'lain.local'], ['/lain/config/big', 'x'.repeat(200_000)]], 'hub');
-  persister.saveNow();
-  t.is(persister.lastSaveError, '');
-  const hello = { t: 'hello', v: 1, node: 'node-with-a-long-hostname.'.repeat(4), rev: 7 } as const;
-  const delta = { t: 'delta', prev: 7, rev: 8, puts: [['/lain/config/long', 'y'.repeat(100)]], dels: [] } as { t: 'delta'; prev: number; rev: number; puts: Array<[string, string]>; dels: string[] };
-  t.deepEqual(decodeFrame(encodeFrame(hello)), hello);
-  t.deepEqual(decodeFrame(encodeFrame(delta)), delta);
-  // And the other way round: frames packed in between do not change what the next save writes.
-  cache.applyDelta(9, [['/lain/config/after', 'z'.repeat(100)]], []);
-  persister.saveNow();
-  t.is(persister.lastSaveError, '');
-  t.deepEqual(new Map(fileState(persister.path).entries), cache.entries);
-  t.deepEqual(decodeFrame(encodeFrame(hello)), hello);
-});
-
-/** Garbage collected and Buffers' memory given back: a dead Buffer's memory goes in the second collection. */
-function fullCollection(): void {
-  collectGarbage();
-  collectGarbage();
-}
-
-test.serial('saving a 10 MB state leaves no encoder buffer of that size behind', (t) => {
-  const { cache, persister } = persisterIn(tempDir(t));
-  cache.replace(1, configEntries(10_000, 1000), 'hub');
-  fullCollection();
-  const before = process.memoryUsage().arrayBuffers;
-  persister.saveNow();
-  t.is(persister.lastSaveError, '');
-  t.true(statSync(persister.path).size > 10_000_000);
-  fullCollection();
-  const grown = process.memoryUsage().arrayBuffers - before;
-  t.true(grown < 2 * 1024 * 1024, `${(grown / 1048576).toFixed(1)} MB of ArrayBuffers still held after the save`);
-});
-
-test('the state encoder writes the bytes msgpackr writes, so files of either encoder load, and round-trips', (t) => {
-  // A Packr of its own here only packs; it never swaps the shared buffer.
-  const msgpackr = new Packr({ useRecords: false });
-  const cases: SavedState[] = [
-    { rev: 5, savedAt: Date.now(), entries: [['/lain/config/a', 'x'.repeat(40)], ['k', 'ü'.repeat(300)], ['big', 'y'.repeat(70_000)]] },
-    { rev: 2 ** 40, savedAt: 0, entries: Array.from({ length: 70_000 }, (_, i) => [`k${i}`, 'v']) },
-    { rev: 300, savedAt: 65_536, entries: Array.from({ length: 20 }, (_, i) => [`k${i}`, '\ud800']) }, // a lone surrogate
-    { rev: 127, savedAt: 128, entries: Array.from({ length: 15 }, (_, i) => ['k'.repeat(i * 20), 'a'.repeat(31 + i)]) },
-    { rev: 255, savedAt: 256, entries: [] },
-    { rev: 65_535, savedAt: 2 ** 32 - 1, entries: Array.from({ length: 65_536 }, () => ['', '']) },
-    { rev: 2 ** 32, savedAt: 2 ** 53 - 1, entries: [['🙂'.repeat(16_384), 'x'.repeat(65_535)], ['é'.repeat(127), 'é'.repeat(128)]] },
-    // The store identity the state came from (a reset is detected by it after a rebuild).
-    { rev: 9, savedAt: 1, entries: [['a', 'b']], epoch: '14841639068965178418' },
-  ];
-  for (const [i, state] of cases.entries()) {
-    const file = encodeState(state);
-    t.true(file.subarray(12).equals(Buffer.from(msgpackr.pack(state))), `case ${i}`);
-    const back = decodeState(file);
-    t.is(back.rev, state.rev, `case ${i}`);
-    t.is(back.savedAt, state.savedAt, `case ${i}`);
-    t.is(back.epoch, state.epoch, `case ${i}`);
-    // (JSON, not deepEqual: ava's diffing of 70 000 pairs takes seconds.)
-    t.is(JSON.stringify(back.entries), JSON.stringify(state.entries.map(([k, v]) => [k, Buffer.from(v).toString()])), `case ${i}`);
-  }
-});
-
-// ---------------------------------------------------------------------------
-// 2. A short or failed write keeps the old file
-// ---------------------------------------------------------------------------
-
-test('a write that stops short is continued until the whole file is written', (t) => {
-  let calls = 0;
-  // At most 1000 bytes per call, as write(2) may do on a nearly full disk.
-  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => { calls++; return writeSync(fd, buf, offset, Math.min(length, 1000)); };
-  const { cache, persister } = persisterIn(tempDir(t), { write });
-  cache.replace(3, configEntries(200, 100), 'hub');
-  persister.saveNow();
-  t.is(persister.lastSaveError, '');
-  t.true(calls > 20, `the persister wrote through the given write function (${calls} calls)`);
-  t.deepEqual(fileState(persister.path), { rev: 3, savedAt: fileState(persister.path).savedAt, entries: [...cache.entries] });
-});
-
-test('a failed write keeps the old file, removes the temp file, logs and counts the error', (t) => {
-  const dir = tempDir(t);
-  let failing = false;
-  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => {
-    if (!failing) return writeSync(fd, buf, offset, length);
-    if (offset === 0) return writeSync(fd, buf, offset, Math.min(length, 512)); // some of it fits…
-    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }); // …then nothing does
-  };
-  const { cache, persister, lines } = persisterIn(dir, { write });
-  cache.replace(3, configEntries(100, 30), 'hub');
-  persister.saveNow();
-  const good = readFileSync(persister.path);
-  failing = true;
-  cache.applyDelta(4, configEntries(300, 50, 'w'), []);
-  persister.saveNow();
-  t.regex(persister.lastSaveError, /ENOSPC/);
-  t.is(persister.saveErrors, 1);
-  t.true(readFileSync(persister.path).equals(good), 'the old file is untouched');
-  t.deepEqual(readdirSync(dir), ['state.bin'], 'no temp file left behind');
-  t.true(lines.some((l) => l.msg === 'cannot write state file' && /ENOSPC/.test(l.err ?? '')));
-  t.is(persisterIn(dir).persister.load()?.rev, 3, 'the old file still loads');
-});
-
-test('a write that writes nothing is an error, not an endless loop', (t) => {
-  const dir = tempDir(t);
-  let failing = false;
-  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => (failing ? 0 : writeSync(fd, buf, offset, length));
-  const { cache, persister } = persisterIn(dir, { write });
-  cache.replace(3, configEntries(10, 10), 'hub');
-  persister.saveNow();
-  failing = true;
-  cache.applyDelta(4, [['/lain/config/x', 'y']], []);
-  persister.saveNow();
-  t.regex(persister.lastSaveError, /short write/);
-  t.is(persister.saveErrors, 1);
-  t.is(fileState(persister.path).rev, 3);
-  t.deepEqual(readdirSync(dir), ['state.bin']);
-});
-
 test.serial('on a nearly full filesystem a failed save keeps the old file and shows in /debug, the log and /metrics', async (t) => {
   t.timeout(60_000);
   // A real short write: tmpfs of 64 KB holding a ~20 KB state file, then a ~60 KB state.
@@ -254,28 +111,6 @@ test.serial('on a nearly full filesystem a failed save keeps the old file and sh
   } finally {
     await agent.stop();
   }
-});
-
-// ---------------------------------------------------------------------------
-// 3. A damaged file is refused
-// ---------------------------------------------------------------------------
-
-test('a state file with one flipped byte is refused by its checksum', (t) => {
-  const dir = tempDir(t);
-  const whole = encodeState({ rev: 5, savedAt: Date.now(), entries: configEntries(20, 30) });
-  const payloadStart = 12; // "LAINLET1" + CRC-32
-  for (const at of [payloadStart, payloadStart + 1, payloadStart + 40, Math.floor(whole.length / 2), whole.length - 1, 8]) {
-    for (const mask of [0x01, 0x80, 0xff]) {
-      const damaged = Buffer.from(whole);
-      damaged[at] ^= mask;
-      writeFileSync(join(dir, 'state.bin'), damaged);
-      const { persister, lines } = persisterIn(dir);
-      t.is(persister.load(), null, `byte ${at} ^ ${mask}`);
-      t.true(lines.some((l) => l.msg === 'state file is corrupt; ignoring it' && /checksum/.test(l.err ?? '')), `byte ${at} ^ ${mask}: ${JSON.stringify(lines)}`);
-    }
-  }
-  writeFileSync(join(dir, 'state.bin'), whole);
-  t.is(persisterIn(dir).persister.load()?.rev, 5, 'the undamaged file loads');
 });
 
 test('an agent does not serve a state file with a flipped byte', async (t) => {

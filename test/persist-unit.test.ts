@@ -1,0 +1,472 @@
+// The agent's state file (agent/persist.ts), unit by unit: the file follows the state save
+// after save without disturbing any other msgpack encoder in the process; its bytes are
+// msgpackr's; a failed or short write keeps the previous good file; a damaged or malformed file
+// is refused; saves are debounced but never put off for long. No agent, no etcd: a persister
+// over a Cache in a temp dir (the running agent's side is test/persist.test.ts).
+import test from 'ava';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mock } from 'node:test';
+import { crc32 } from 'node:zlib';
+import { Packr } from 'msgpackr';
+import { pino, type Logger } from 'pino';
+import { Cache } from '../agent/cache.js';
+import { decodeState, encodeState, StatePersister, type SavedState } from '../agent/persist.js';
+import { collectGarbage } from '../shared/gc.js';
+import { decodeFrame, encodeFrame } from '../shared/protocol.js';
+
+/** A logger whose lines the test can read. */
+interface LogLine { level: number; msg: string; err?: string; path?: string; errors?: number }
+function capturingLogger(): { log: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
+  return { log, lines };
+}
+
+function tempDir(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lainlet-persist-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A persister that writes only when told (saveNow), as at SIGTERM. */
+function persisterIn(dir: string, opts: ConstructorParameters<typeof StatePersister>[3] = {}) {
+  const cache = new Cache();
+  const { log, lines } = capturingLogger();
+  const persister = new StatePersister(dir, cache, log, { debounceMs: 1e9, maxDelayMs: 1e9, ...opts });
+  return { cache, persister, lines };
+}
+
+function fileState(path: string): SavedState {
+  return decodeState(readFileSync(path));
+}
+
+const A: [string, string] = ['/lain/config/a', '1'];
+const B: [string, string] = ['/lain/config/b', '2'];
+
+/** n config keys with values of `valueLength` characters: a state of about n × (valueLength + 25) bytes. */
+function configEntries(n: number, valueLength: number, tag = 'v'): Array<[string, string]> {
+  return Array.from({ length: n }, (_, i) => [`/lain/config/k${String(i).padStart(5, '0')}`, tag.repeat(valueLength)]);
+}
+
+// ---------------------------------------------------------------------------
+// 1. The file follows the state; no other encoder is disturbed
+// ---------------------------------------------------------------------------
+
+test('many saves in a row: each file holds the live state, long and non-ASCII values included', (t) => {
+  const { cache, persister } = persisterIn(tempDir(t));
+  cache.replace(1, configEntries(50, 10), 'hub');
+  // Around msgpackr's 64-character switch to its native UTF-8 writer, str8/16/32 boundaries, multi-byte text.
+  const values = ['a'.repeat(63), 'b'.repeat(64), 'c'.repeat(100), 'd'.repeat(255), 'e'.repeat(256), 'f'.repeat(70_000), 'ü→漢字🙂'.repeat(40), '', 'short'];
+  let saves = 0;
+  persister.onSaved = () => saves++;
+  for (let i = 0; i < values.length * 2; i++) {
+    cache.applyDelta(cache.revision + 1, [[`/lain/config/long${i % values.length}`, values[i % values.length]]], i % 3 === 0 ? ['/lain/config/k00000'] : []);
+    persister.saveNow();
+    t.is(persister.lastSaveError, '', `save ${i + 1}`);
+    const saved = fileState(persister.path);
+    t.is(saved.rev, cache.revision, `save ${i + 1}`);
+    t.deepEqual(new Map(saved.entries), cache.entries, `save ${i + 1}`);
+  }
+  t.is(saves, values.length * 2);
+});
+
+test('after a save, the protocol encoder still encodes long strings', (t) => {
+  const { cache, persister } = persisterIn(tempDir(t));
+  cache.replace(7, [['/lain/config/domain', 'lain.local'], ['/lain/config/big', 'x'.repeat(200_000)]], 'hub');
+  persister.saveNow();
+  t.is(persister.lastSaveError, '');
+  const hello = { t: 'hello', v: 1, node: 'node-with-a-long-hostname.'.repeat(4), rev: 7 } as const;
+  const delta = { t: 'delta', prev: 7, rev: 8, puts: [['/lain/config/long', 'y'.repeat(100)]], dels: [] } as { t: 'delta'; prev: number; rev: number; puts: Array<[string, string]>; dels: string[] };
+  t.deepEqual(decodeFrame(encodeFrame(hello)), hello);
+  t.deepEqual(decodeFrame(encodeFrame(delta)), delta);
+  // And the other way round: frames packed in between do not change what the next save writes.
+  cache.applyDelta(9, [['/lain/config/after', 'z'.repeat(100)]], []);
+  persister.saveNow();
+  t.is(persister.lastSaveError, '');
+  t.deepEqual(new Map(fileState(persister.path).entries), cache.entries);
+  t.deepEqual(decodeFrame(encodeFrame(hello)), hello);
+});
+
+/** Garbage collected and Buffers' memory given back: a dead Buffer's memory goes in the second collection. */
+function fullCollection(): void {
+  collectGarbage();
+  collectGarbage();
+}
+
+test.serial('saving a 10 MB state leaves no encoder buffer of that size behind', (t) => {
+  const { cache, persister } = persisterIn(tempDir(t));
+  cache.replace(1, configEntries(10_000, 1000), 'hub');
+  fullCollection();
+  const before = process.memoryUsage().arrayBuffers;
+  persister.saveNow();
+  t.is(persister.lastSaveError, '');
+  t.true(statSync(persister.path).size > 10_000_000);
+  fullCollection();
+  const grown = process.memoryUsage().arrayBuffers - before;
+  t.true(grown < 2 * 1024 * 1024, `${(grown / 1048576).toFixed(1)} MB of ArrayBuffers still held after the save`);
+});
+
+test('the state encoder writes the bytes msgpackr writes, so files of either encoder load, and round-trips', (t) => {
+  // A Packr of its own here only packs; it never swaps the shared buffer.
+  const msgpackr = new Packr({ useRecords: false });
+  const cases: SavedState[] = [
+    { rev: 5, savedAt: Date.now(), entries: [['/lain/config/a', 'x'.repeat(40)], ['k', 'ü'.repeat(300)], ['big', 'y'.repeat(70_000)]] },
+    { rev: 2 ** 40, savedAt: 0, entries: Array.from({ length: 70_000 }, (_, i) => [`k${i}`, 'v']) },
+    { rev: 300, savedAt: 65_536, entries: Array.from({ length: 20 }, (_, i) => [`k${i}`, '\ud800']) }, // a lone surrogate
+    { rev: 127, savedAt: 128, entries: Array.from({ length: 15 }, (_, i) => ['k'.repeat(i * 20), 'a'.repeat(31 + i)]) },
+    { rev: 255, savedAt: 256, entries: [] },
+    { rev: 65_535, savedAt: 2 ** 32 - 1, entries: Array.from({ length: 65_536 }, () => ['', '']) },
+    { rev: 2 ** 32, savedAt: 2 ** 53 - 1, entries: [['🙂'.repeat(16_384), 'x'.repeat(65_535)], ['é'.repeat(127), 'é'.repeat(128)]] },
+    // The store identity the state came from (a reset is detected by it after a rebuild).
+    { rev: 9, savedAt: 1, entries: [['a', 'b']], epoch: '14841639068965178418' },
+  ];
+  for (const [i, state] of cases.entries()) {
+    const file = encodeState(state);
+    t.true(file.subarray(12).equals(Buffer.from(msgpackr.pack(state))), `case ${i}`);
+    const back = decodeState(file);
+    t.is(back.rev, state.rev, `case ${i}`);
+    t.is(back.savedAt, state.savedAt, `case ${i}`);
+    t.is(back.epoch, state.epoch, `case ${i}`);
+    // (JSON, not deepEqual: ava's diffing of 70 000 pairs takes seconds.)
+    t.is(JSON.stringify(back.entries), JSON.stringify(state.entries.map(([k, v]) => [k, Buffer.from(v).toString()])), `case ${i}`);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 2. A short or failed write keeps the old file
+// ---------------------------------------------------------------------------
+
+test('a write that stops short is continued until the whole file is written', (t) => {
+  let calls = 0;
+  // At most 1000 bytes per call, as write(2) may do on a nearly full disk.
+  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => { calls++; return writeSync(fd, buf, offset, Math.min(length, 1000)); };
+  const { cache, persister } = persisterIn(tempDir(t), { write });
+  cache.replace(3, configEntries(200, 100), 'hub');
+  persister.saveNow();
+  t.is(persister.lastSaveError, '');
+  t.true(calls > 20, `the persister wrote through the given write function (${calls} calls)`);
+  t.deepEqual(fileState(persister.path), { rev: 3, savedAt: fileState(persister.path).savedAt, entries: [...cache.entries] });
+});
+
+test('a failed write keeps the old file, removes the temp file, logs and counts the error', (t) => {
+  const dir = tempDir(t);
+  let failing = false;
+  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => {
+    if (!failing) return writeSync(fd, buf, offset, length);
+    if (offset === 0) return writeSync(fd, buf, offset, Math.min(length, 512)); // some of it fits…
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }); // …then nothing does
+  };
+  const { cache, persister, lines } = persisterIn(dir, { write });
+  cache.replace(3, configEntries(100, 30), 'hub');
+  persister.saveNow();
+  const good = readFileSync(persister.path);
+  failing = true;
+  cache.applyDelta(4, configEntries(300, 50, 'w'), []);
+  persister.saveNow();
+  t.regex(persister.lastSaveError, /ENOSPC/);
+  t.is(persister.saveErrors, 1);
+  t.true(readFileSync(persister.path).equals(good), 'the old file is untouched');
+  t.deepEqual(readdirSync(dir), ['state.bin'], 'no temp file left behind');
+  t.true(lines.some((l) => l.msg === 'cannot write state file' && /ENOSPC/.test(l.err ?? '')));
+  t.is(persisterIn(dir).persister.load()?.rev, 3, 'the old file still loads');
+});
+
+test('a write that writes nothing is an error, not an endless loop', (t) => {
+  const dir = tempDir(t);
+  let failing = false;
+  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => (failing ? 0 : writeSync(fd, buf, offset, length));
+  const { cache, persister } = persisterIn(dir, { write });
+  cache.replace(3, configEntries(10, 10), 'hub');
+  persister.saveNow();
+  failing = true;
+  cache.applyDelta(4, [['/lain/config/x', 'y']], []);
+  persister.saveNow();
+  t.regex(persister.lastSaveError, /short write/);
+  t.is(persister.saveErrors, 1);
+  t.is(fileState(persister.path).rev, 3);
+  t.deepEqual(readdirSync(dir), ['state.bin']);
+});
+
+// ---------------------------------------------------------------------------
+// 3. A damaged file is refused
+// ---------------------------------------------------------------------------
+
+test('a state file with one flipped byte is refused by its checksum', (t) => {
+  const dir = tempDir(t);
+  const whole = encodeState({ rev: 5, savedAt: Date.now(), entries: configEntries(20, 30) });
+  const payloadStart = 12; // "LAINLET1" + CRC-32
+  for (const at of [payloadStart, payloadStart + 1, payloadStart + 40, Math.floor(whole.length / 2), whole.length - 1, 8]) {
+    for (const mask of [0x01, 0x80, 0xff]) {
+      const damaged = Buffer.from(whole);
+      damaged[at] ^= mask;
+      writeFileSync(join(dir, 'state.bin'), damaged);
+      const { persister, lines } = persisterIn(dir);
+      t.is(persister.load(), null, `byte ${at} ^ ${mask}`);
+      t.true(lines.some((l) => l.msg === 'state file is corrupt; ignoring it' && /checksum/.test(l.err ?? '')), `byte ${at} ^ ${mask}: ${JSON.stringify(lines)}`);
+    }
+  }
+  writeFileSync(join(dir, 'state.bin'), whole);
+  t.is(persisterIn(dir).persister.load()?.rev, 5, 'the undamaged file loads');
+});
+
+
+// ---------------------------------------------------------------------------
+// 4. A file that is not a state file, or not one of ours, is refused
+// ---------------------------------------------------------------------------
+
+/** A file with a good header (magic, CRC) around whatever payload msgpackr packs. */
+function fileWith(payload: unknown): Buffer {
+  const body = Buffer.from(new Packr({ useRecords: false }).pack(payload));
+  const head = Buffer.alloc(12);
+  head.write('LAINLET1');
+  head.writeUInt32BE(crc32(body), 8);
+  return Buffer.concat([head, body]);
+}
+
+test('a file without the magic, or too short to hold it and the checksum, is not a state file', (t) => {
+  const good = encodeState({ rev: 5, savedAt: 1, entries: [['a', 'b']] });
+  const notOurs = Buffer.from(good);
+  notOurs.write('LAINLET2');
+  for (const bytes of [Buffer.alloc(0), Buffer.from('LAINLET1'), good.subarray(0, 11), notOurs, Buffer.from('{"rev":5}')]) {
+    t.throws(() => decodeState(bytes), { message: 'not a lainlet state file (bad magic)' }, bytes.toString('hex'));
+  }
+  t.is(decodeState(good).rev, 5);
+});
+
+test('a payload with a good checksum but not the state\'s shape is refused, field by field', (t) => {
+  const cases: Array<[unknown, string]> = [
+    [null, 'state payload malformed'],
+    [{ savedAt: 1, entries: [] }, 'state payload malformed'],
+    [{ rev: '5', savedAt: 1, entries: [] }, 'state payload malformed'],
+    [{ rev: 5, savedAt: 1 }, 'state payload malformed'],
+    [{ rev: 5, savedAt: 1, entries: { a: 'b' } }, 'state payload malformed'],
+    [{ rev: 5, savedAt: 1, entries: ['ab'] }, 'state entry malformed'],
+    [{ rev: 5, savedAt: 1, entries: [['a', 'b'], [1, 'b']] }, 'state entry malformed'],
+    [{ rev: 5, savedAt: 1, entries: [['a', 2]] }, 'state entry malformed'],
+    [{ rev: 5, savedAt: 1, entries: [['a', 'b']], epoch: 7 }, 'state epoch malformed'],
+  ];
+  for (const [payload, message] of cases) t.throws(() => decodeState(fileWith(payload)), { message }, JSON.stringify(payload));
+  // The same shapes, well formed: with and without an epoch (files from before epochs have none).
+  t.deepEqual(decodeState(fileWith({ rev: 5, savedAt: 1, entries: [['a', 'b']] })), { rev: 5, savedAt: 1, entries: [['a', 'b']] });
+  t.is(decodeState(fileWith({ rev: 5, savedAt: 1, entries: [], epoch: 'e1' })).epoch, 'e1');
+});
+
+test('load: no file is no state and no complaint; an unreadable one is logged and ignored; a good one sets the saved revision', (t) => {
+  const dir = tempDir(t);
+  const missing = persisterIn(dir);
+  t.is(missing.persister.savedRevision, -1);
+  t.is(missing.persister.load(), null);
+  t.deepEqual(missing.lines, [], 'a first start has no file: nothing to say');
+
+  mkdirSync(join(dir, 'state.bin')); // EISDIR: there, but not readable as a file
+  const unreadable = persisterIn(dir);
+  t.is(unreadable.persister.load(), null);
+  t.is(unreadable.lines.length, 1);
+  t.like(unreadable.lines[0], { msg: 'cannot read state file; ignoring it', path: join(dir, 'state.bin') });
+  t.regex(unreadable.lines[0].err ?? '', /EISDIR/);
+  rmSync(join(dir, 'state.bin'), { recursive: true });
+
+  writeFileSync(join(dir, 'state.bin'), fileWith({ rev: 5, savedAt: 1, entries: [['a', 'b']], epoch: 7 }));
+  const corrupt = persisterIn(dir);
+  t.is(corrupt.persister.load(), null);
+  t.like(corrupt.lines[0], { msg: 'state file is corrupt; ignoring it', err: 'state epoch malformed', path: join(dir, 'state.bin') });
+  t.is(corrupt.persister.savedRevision, -1);
+
+  writeFileSync(join(dir, 'state.bin'), encodeState({ rev: 42, savedAt: 7, entries: [['a', 'b']], epoch: 'e1' }));
+  const good = persisterIn(dir);
+  t.deepEqual(good.persister.load(), { rev: 42, savedAt: 7, entries: [['a', 'b']], epoch: 'e1' });
+  t.is(good.persister.savedRevision, 42);
+  t.deepEqual(good.lines, []);
+});
+
+test('revisions and times that are not non-negative safe integers cannot be encoded', (t) => {
+  for (const rev of [-1, 1.5, NaN, 2 ** 53]) {
+    t.throws(() => encodeState({ rev, savedAt: 0, entries: [] }), { message: `state file: ${rev} is not a revision or a time` });
+  }
+  t.throws(() => encodeState({ rev: 1, savedAt: -5, entries: [] }), { message: 'state file: -5 is not a revision or a time' });
+});
+
+test('entries that change between the measuring walk and the writing walk are refused, not written short', (t) => {
+  let walks = 0;
+  const shrinking: Iterable<readonly [string, string]> = {
+    *[Symbol.iterator]() { if (walks++ === 0) yield ['a', 'b']; },
+  };
+  t.throws(() => encodeState({ rev: 1, savedAt: 0, entries: shrinking }), { message: /^state file: encoded \d+ bytes, measured \d+$/ });
+});
+
+test('entry counts and string lengths at each msgpack size boundary round-trip as msgpackr writes them', (t) => {
+  const msgpackr = new Packr({ useRecords: false });
+  for (const count of [15, 16, 65_535]) {
+    const state: SavedState = { rev: 1, savedAt: 2, entries: Array.from({ length: count }, (_, i) => [`k${i}`, '']) };
+    const file = encodeState(state);
+    t.true(file.subarray(12).equals(Buffer.from(msgpackr.pack(state))), `${count} entries`);
+    t.is(decodeState(file).entries.length, count);
+  }
+  for (const length of [31, 32, 255, 256, 65_535, 65_536]) {
+    const state: SavedState = { rev: 1, savedAt: 2, entries: [['k', 'x'.repeat(length)]], epoch: 'y'.repeat(length) };
+    const file = encodeState(state);
+    t.true(file.subarray(12).equals(Buffer.from(msgpackr.pack(state))), `${length} bytes`);
+    t.is(decodeState(file).epoch?.length, length);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 5. What a save writes, and when it writes nothing
+// ---------------------------------------------------------------------------
+
+test('a save writes the cache\'s state, its epoch if it has one, readable by its owner only, creating the state dir', (t) => {
+  const dir = join(tempDir(t), 'nested', 'state');
+  const { cache, persister } = persisterIn(dir);
+  t.is(persister.path, join(dir, 'state.bin'));
+  cache.replace(3, [A, B], 'hub');
+  cache.epoch = 'e1';
+  const before = Date.now();
+  persister.saveNow();
+  t.is(persister.lastSaveError, '');
+  const saved = fileState(persister.path);
+  t.like(saved, { rev: 3, entries: [A, B], epoch: 'e1' });
+  t.true(saved.savedAt >= before && saved.savedAt <= Date.now());
+  t.is(persister.savedRevision, 3);
+  t.true(persister.lastSavedAt >= before);
+  t.is(statSync(persister.path).mode & 0o777, 0o600, 'the state holds secrets (config)');
+  t.deepEqual(readdirSync(dir), ['state.bin'], 'the temp file was renamed');
+
+  cache.epoch = '';
+  cache.applyDelta(4, [], [A[0]]);
+  persister.saveNow();
+  t.deepEqual(fileState(persister.path), { rev: 4, savedAt: fileState(persister.path).savedAt, entries: [B] }, 'no epoch: none in the file');
+});
+
+test('nothing is written without a state, nor again for a revision already on disk (also one just loaded)', (t) => {
+  const dir = tempDir(t);
+  const { cache, persister } = persisterIn(dir);
+  let saves = 0;
+  persister.onSaved = () => saves++;
+  persister.saveNow();
+  t.deepEqual(readdirSync(dir), [], 'no state, no file');
+  t.is(saves, 0);
+  cache.replace(3, [A], 'hub');
+  persister.saveNow();
+  persister.saveNow();
+  t.is(saves, 1);
+
+  const restarted = persisterIn(dir);
+  const loaded = restarted.persister.load()!;
+  restarted.cache.replace(loaded.rev, loaded.entries, 'state-file');
+  let rewrites = 0;
+  restarted.persister.onSaved = () => rewrites++;
+  restarted.persister.saveNow();
+  t.is(rewrites, 0, 'the file already holds revision 3');
+});
+
+test('a save after a failed one clears the error; the count of failures stays', (t) => {
+  const dir = tempDir(t);
+  let failing = true;
+  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => {
+    if (failing) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+    return writeSync(fd, buf, offset, length);
+  };
+  const { cache, persister, lines } = persisterIn(dir, { write });
+  cache.replace(3, [A], 'hub');
+  persister.saveNow();
+  t.is(persister.lastSaveError, 'EIO: i/o error, write');
+  t.is(persister.savedRevision, -1);
+  t.is(persister.lastSavedAt, 0);
+  t.like(lines[0], { level: 50, msg: 'cannot write state file', path: join(dir, 'state.bin'), err: 'EIO: i/o error, write', errors: 1 });
+  failing = false;
+  persister.saveNow();
+  t.is(persister.lastSaveError, '');
+  t.is(persister.saveErrors, 1);
+  t.is(persister.savedRevision, 3);
+  t.is(fileState(persister.path).rev, 3);
+});
+
+// ---------------------------------------------------------------------------
+// 6. Saves are debounced, but never put off for long (a fake clock: time is the subject)
+// ---------------------------------------------------------------------------
+
+/** Runs `fn` with setTimeout and Date on a fake clock starting at 1 000 000 ms. */
+function withFakeClock(fn: (tick: (ms: number) => void) => void): void {
+  mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
+  try {
+    fn((ms) => mock.timers.tick(ms));
+  } finally {
+    mock.timers.reset();
+  }
+}
+
+/** A persister with real defaults (or `opts`), and a count of its saves. */
+function debounced(t: { teardown(fn: () => void): void }, opts: ConstructorParameters<typeof StatePersister>[3] = {}) {
+  const cache = new Cache();
+  const persister = new StatePersister(tempDir(t), cache, capturingLogger().log, opts);
+  const saved = { count: 0 };
+  persister.onSaved = () => saved.count++;
+  let rev = 0;
+  const change = () => { cache.replace(++rev, [[A[0], String(rev)]], 'hub'); persister.changed(); };
+  return { persister, saved, change };
+}
+
+test.serial('a change is saved once it has been quiet for the debounce time (1 s by default)', (t) => {
+  withFakeClock((tick) => {
+    const { persister, saved, change } = debounced(t);
+    change();
+    tick(999);
+    t.is(saved.count, 0);
+    tick(1);
+    t.is(saved.count, 1);
+    t.is(fileState(persister.path).rev, 1);
+    change();
+    tick(600);
+    change(); // a burst: one save for both
+    tick(999);
+    t.is(saved.count, 1);
+    tick(1);
+    t.is(saved.count, 2);
+    t.is(fileState(persister.path).rev, 3);
+  });
+});
+
+test.serial('under continuous churn a save comes at the latest after the maximum delay (5 s by default) from the first change', (t) => {
+  withFakeClock((tick) => {
+    const { persister, saved, change } = debounced(t);
+    for (let i = 0; i < 9; i++) { change(); tick(500); } // 4.5 s of changes, never quiet for 1 s
+    t.is(saved.count, 0);
+    change(); // at 4.5 s: due in 0.5 s, not 1 s
+    tick(499);
+    t.is(saved.count, 0);
+    tick(1);
+    t.is(saved.count, 1);
+    t.is(fileState(persister.path).rev, 10);
+    // The clock starts again from the next change.
+    change();
+    tick(999);
+    t.is(saved.count, 1);
+    tick(1);
+    t.is(saved.count, 2);
+  });
+});
+
+test.serial('the same rule with other delays; saveNow takes a pending save with it', (t) => {
+  withFakeClock((tick) => {
+    const { persister, saved, change } = debounced(t, { debounceMs: 100, maxDelayMs: 300 });
+    change();
+    tick(99);
+    change();
+    tick(99);
+    change();
+    tick(99);
+    t.is(saved.count, 0);
+    change(); // at 297 ms: due at 300
+    tick(2);
+    t.is(saved.count, 0);
+    tick(1);
+    t.is(saved.count, 1);
+    change();
+    persister.saveNow();
+    t.is(saved.count, 2);
+    tick(1000);
+    t.is(saved.count, 2, 'the pending timer went with the save');
+  });
+});
