@@ -349,3 +349,24 @@ test('stats count entries per index', (t) => {
   t.true(portalIps.length > 0);
   t.is(stats.portalIps, new Set(portalIps).size);
 });
+
+test('a fresh Indexes is at generation 0 of every index, and a change moves only its own', (t) => {
+  const { indexes, cache } = counting();
+  const names = ['config', 'podgroups', 'containers', 'depends', 'nodes'] as const;
+  for (const name of names) t.is(indexes.generation(name), 0, name);
+  cache.replace(1, [['/lain/config/vip', '10.0.0.1']], 'hub');
+  t.is(indexes.generation('config'), 1);
+  for (const name of names.slice(1)) t.is(indexes.generation(name), 0, name);
+});
+
+test('deleting a config key outside super_apps/ leaves the super apps alone, even one of the same name', (t) => {
+  const { indexes, cache } = counting();
+  // "not_supers/" is as long as "super_apps/": a delete that forgot the directory check would
+  // strip it to "console" and take console's super status away.
+  cache.replace(1, [['/lain/config/super_apps/console', '{}'], ['/lain/config/not_supers/console', '{}']], 'hub');
+  t.true(indexes.isSuperApp('console'));
+  cache.applyDelta(2, [], ['/lain/config/not_supers/console']);
+  t.true(indexes.isSuperApp('console'));
+  cache.applyDelta(3, [], ['/lain/config/super_apps/console']);
+  t.false(indexes.isSuperApp('console'));
+});

@@ -320,6 +320,36 @@ test('a re-list at the same revision that finds another state corrects it: no de
   t.deepEqual(state.framesAfter(13), [], 'agents after the correction resume as usual');
 });
 
+test('a correction is made for a missed delete alone and for a missed put alone', (t) => {
+  const onlyDelete = recorded();
+  onlyDelete.state.replaceAll(10, [['/lain/config/a', '1'], ['/lain/config/b', '2']]);
+  onlyDelete.events.length = 0;
+  onlyDelete.state.replaceAll(10, [['/lain/config/a', '1']]);
+  t.deepEqual(onlyDelete.events, ['corrected 10']);
+  t.deepEqual([...onlyDelete.state.entries.keys()], ['/lain/config/a']);
+
+  const onlyPut = recorded();
+  onlyPut.state.replaceAll(10, [['/lain/config/a', '1']]);
+  onlyPut.events.length = 0;
+  onlyPut.state.replaceAll(10, [['/lain/config/a', '1'], ['/lain/config/b', '2']]);
+  t.deepEqual(onlyPut.events, ['corrected 10']);
+  t.deepEqual([...onlyPut.state.entries.keys()], ['/lain/config/a', '/lain/config/b']);
+});
+
+test('a correction needs no listener, nor one that handles corrections', (t) => {
+  const alone = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 10, historyMaxBytes: 1 << 20 });
+  alone.replaceAll(10, [['/lain/config/a', '1']]);
+  alone.replaceAll(10, [['/lain/config/a', '2']]);
+  t.is(alone.entries.get('/lain/config/a'), '2');
+
+  const older = new HubState({ keep: keyRangeFilter('/lain/'), historyMaxCount: 10, historyMaxBytes: 1 << 20 });
+  older.setListener({ onDelta: () => {}, onProgress: () => {}, onReset: () => {} });
+  older.replaceAll(10, [['/lain/config/a', '1']]);
+  older.replaceAll(10, [['/lain/config/a', '2']]);
+  t.is(older.entries.get('/lain/config/a'), '2');
+  t.is(older.corrections, 1);
+});
+
 test('a re-list that finds nothing changed moves the revision as progress, yet still marks the revisions it jumped', (t) => {
   const { state, events } = recorded();
   state.replaceAll(10, [['/lain/config/a', '1']]);
