@@ -18,6 +18,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { cpus } from 'node:os';
 import { Stryker } from '@stryker-mutator/core';
 import type { LogLevel, MutantResult } from '@stryker-mutator/api/core';
+import { EXPLAINED } from './explained.js';
 import { TARGETS, type Target } from './targets.js';
 
 const GOAL = 85;
@@ -124,8 +125,12 @@ function render(all: FileSummary[]): string {
   for (const s of all) {
     if (s.survivors.length === 0 && s.equivalent.length === 0) continue;
     out.push(`## ${s.file}`, '');
-    for (const m of s.survivors) out.push(`- survived: line ${m.line}, ${m.mutator} → \`${m.replacement}\``);
-    for (const m of s.equivalent) out.push(`- equivalent: line ${m.line}, ${m.mutator}: ${m.reason}`);
+    for (const m of s.survivors) {
+      const why = EXPLAINED.find((e) => e.file === s.file && e.line === m.line && e.mutator === m.mutator);
+      const note = why ? (why.kind === 'equivalent' ? ` — equivalent: ${why.reason}` : ` — not killed yet: ${why.reason}`) : ' — UNEXPLAINED (kill it, or say why in mutation/explained.ts)';
+      out.push(`- survived: line ${m.line}, ${m.mutator} → \`${m.replacement}\`${note}`);
+    }
+    for (const m of s.equivalent) out.push(`- disabled as equivalent: line ${m.line}, ${m.mutator}: ${m.reason}`);
     out.push('');
   }
   return out.join('\n');

@@ -15,6 +15,7 @@ import { etcdClient } from '../testkit/etcd.js';
 import { freePort, freePorts } from '../testkit/ports.js';
 import { httpGet } from '../testkit/http.js';
 import { startAgent, waitFor, type Proc } from '../testkit/procs.js';
+import { agentAt } from './helpers/wait.js';
 import { LainletClient, canon, relayFrom, type Msg } from './grpc/client.js';
 
 const { status } = grpc;
@@ -154,7 +155,8 @@ test.serial('two streams on the same key both get every change (the original gav
   const etcd = etcdClient(cluster.etcd);
   try {
     for (const v of ['1', '2', '3']) {
-      await etcd.put('/lain/config/grpc-shared').value(v);
+      const put = await etcd.put('/lain/config/grpc-shared').value(v).exec();
+      await agentAt(cluster.agents[0].base, put.header.revision);
       // A Get on the same key in between must not swallow the streams' next update either.
       t.deepEqual(await plain.call('/message.Config/Get', { Target: 'grpc-shared' }), { reply: { Data: { 'grpc-shared': v } } });
     }
