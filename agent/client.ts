@@ -7,6 +7,7 @@ import { Backoff } from '../shared/backoff.js';
 import type { Logger } from '../shared/log.js';
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type HelloFrame, type HubFrame, type SnapshotFrame } from '../shared/protocol.js';
 import type { Cache } from './cache.js';
+import { AGENT_DEFAULTS } from './defaults.js';
 
 export interface HubClientOptions {
   hubs: string[];
@@ -78,8 +79,8 @@ export class HubClient {
     const ws = new WebSocket(url, {
       headers,
       ca: this.ca,
-      handshakeTimeout: 5000,
-      maxPayload: this.opts.maxFrameBytes ?? 64 * 1024 * 1024,
+      handshakeTimeout: AGENT_DEFAULTS.hubHandshakeTimeoutMs,
+      maxPayload: this.opts.maxFrameBytes ?? AGENT_DEFAULTS.maxHubFrameBytes,
       perMessageDeflate: false,
     });
     this.ws = ws;

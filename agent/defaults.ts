@@ -26,4 +26,11 @@ export const AGENT_DEFAULTS = {
   httpKeepAliveMs: 60_000,
   // Only the request head has a deadline (event streams live for days); node's own default.
   httpHeadersTimeoutMs: 60_000,
+  // A hub that took the TCP connection but does not answer the WebSocket upgrade within this is
+  // as good as down (stopped, or its event loop stuck): the next hub is tried.
+  hubHandshakeTimeoutMs: 5000,
+  // The largest frame a hub may send: snapshot parts are ~512 KB (HubState's chunk) and a delta
+  // is one etcd transaction (etcd caps a request at 1.5 MB by default); 64 MB bounds a broken
+  // hub's frame without refusing any real one.
+  maxHubFrameBytes: 64 * 1024 * 1024,
 };

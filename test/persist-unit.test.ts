@@ -470,3 +470,10 @@ test.serial('the same rule with other delays; saveNow takes a pending save with 
     t.is(saved.count, 2, 'the pending timer went with the save');
   });
 });
+
+test('a persister that has not saved yet reports no error, no save and no failures (what /debug shows at start)', (t) => {
+  const { persister } = persisterIn(tempDir(t));
+  t.is(persister.lastSaveError, '');
+  t.is(persister.lastSavedAt, 0);
+  t.is(persister.saveErrors, 0);
+});
