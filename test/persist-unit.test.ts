@@ -4,51 +4,19 @@
 // is refused; saves are debounced but never put off for long. No agent, no etcd: a persister
 // over a Cache in a temp dir (the running agent's side is test/persist.test.ts).
 import test from 'ava';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { mock } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
-import { pino, type Logger } from 'pino';
 import { Cache } from '../agent/cache.js';
 import { decodeState, encodeState, StatePersister, type SavedState } from '../agent/persist.js';
 import { collectGarbage } from '../shared/gc.js';
 import { decodeFrame, encodeFrame } from '../shared/protocol.js';
-
-/** A logger whose lines the test can read. */
-interface LogLine { level: number; msg: string; err?: string; path?: string; errors?: number }
-function capturingLogger(): { log: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
-  return { log, lines };
-}
-
-function tempDir(t: { teardown(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'lainlet-persist-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** A persister that writes only when told (saveNow), as at SIGTERM. */
-function persisterIn(dir: string, opts: ConstructorParameters<typeof StatePersister>[3] = {}) {
-  const cache = new Cache();
-  const { log, lines } = capturingLogger();
-  const persister = new StatePersister(dir, cache, log, { debounceMs: 1e9, maxDelayMs: 1e9, ...opts });
-  return { cache, persister, lines };
-}
-
-function fileState(path: string): SavedState {
-  return decodeState(readFileSync(path));
-}
+import { capturingLogger, configEntries, fileState, persisterIn, tempDir } from './helpers/persist.js';
 
 const A: [string, string] = ['/lain/config/a', '1'];
 const B: [string, string] = ['/lain/config/b', '2'];
-
-/** n config keys with values of `valueLength` characters: a state of about n × (valueLength + 25) bytes. */
-function configEntries(n: number, valueLength: number, tag = 'v'): Array<[string, string]> {
-  return Array.from({ length: n }, (_, i) => [`/lain/config/k${String(i).padStart(5, '0')}`, tag.repeat(valueLength)]);
-}
 
 // ---------------------------------------------------------------------------
 // 1. The file follows the state; no other encoder is disturbed

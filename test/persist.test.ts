@@ -7,46 +7,16 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
 import { startAgent, type Agent } from '../agent/agent.js';
-import { Cache } from '../agent/cache.js';
-import { decodeState, encodeState, StatePersister, type SavedState } from '../agent/persist.js';
+import { decodeState, encodeState } from '../agent/persist.js';
+import type { Logger } from '../shared/log.js';
 import { currentRevision, etcdClient, putAll, startEtcd } from '../testkit/etcd.js';
 import { httpGet } from '../testkit/http.js';
 import { freePort, freePorts } from '../testkit/ports.js';
 import { startAgent as startAgentProc, waitFor } from '../testkit/procs.js';
 import { agentSynced, fixtureKvs } from './helpers/cluster.js';
 
-/** A logger whose lines the test can read. */
-interface LogLine { msg: string; err?: string }
-function capturingLogger(): { log: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
-  return { log, lines };
-}
-
-function tempDir(t: { teardown(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'lainlet-persist-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** A persister that writes only when told (saveNow), as at SIGTERM. */
-function persisterIn(dir: string, opts: ConstructorParameters<typeof StatePersister>[3] = {}) {
-  const cache = new Cache();
-  const { log, lines } = capturingLogger();
-  const persister = new StatePersister(dir, cache, log, { debounceMs: 1e9, maxDelayMs: 1e9, ...opts });
-  return { cache, persister, lines };
-}
-
-function fileState(path: string): SavedState {
-  return decodeState(readFileSync(path));
-}
-
-/** n config keys with values of `valueLength` characters: a state of about n × (valueLength + 25) bytes. */
-function configEntries(n: number, valueLength: number, tag = 'v'): Array<[string, string]> {
-  return Array.from({ length: n }, (_, i) => [`/lain/config/k${String(i).padStart(5, '0')}`, tag.repeat(valueLength)]);
-}
+import { capturingLogger, configEntries, fileState, persisterIn, tempDir } from './helpers/persist.js';
 
 interface DebugView { revision: number; hasState: boolean; source: string; stateFile: { path: string; lastSavedAt: number | null; lastError: string; errors: number } }
 async function debugOf(base: string): Promise<DebugView> {
