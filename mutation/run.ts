@@ -23,6 +23,10 @@ import { TARGETS, type Target } from './targets.js';
 
 const GOAL = 85;
 const REPORT = 'mutation/REPORT.md';
+/** The README shows the table between these two lines (rewritten by every run). */
+const README = 'README.md';
+const README_START = '<!-- mutation table: written by npm run mutate -->';
+const README_END = '<!-- end of mutation table -->';
 const RESULTS = 'mutation/results.json';
 
 interface FileSummary {
@@ -108,8 +112,23 @@ function oneLine(text: string): string {
   return flat.length > 80 ? `${flat.slice(0, 77)}...` : flat;
 }
 
+function tableRows(all: FileSummary[]): string[] {
+  return all.map((s) => `| ${s.file} | ${s.score.toFixed(1)} % | ${s.killed + s.timeout} | ${s.survived + s.noCoverage} | ${s.ignored} | ${s.tests.join(', ')} |`);
+}
+
+const TABLE_HEAD = ['| file | score | killed | survived | equivalent | tests |', '|---|---|---|---|---|---|'];
+
+function updateReadme(all: FileSummary[]): void {
+  const text = readFileSync(README, 'utf8');
+  const start = text.indexOf(README_START);
+  const end = text.indexOf(README_END);
+  if (start < 0 || end < start) throw new Error(`${README} has no mutation table markers (${README_START} … ${README_END})`);
+  const table = [README_START, ...TABLE_HEAD, ...tableRows(all), README_END].join('\n');
+  writeFileSync(README, text.slice(0, start) + table + text.slice(end + README_END.length));
+}
+
 function render(all: FileSummary[]): string {
-  const rows = all.map((s) => `| ${s.file} | ${s.score.toFixed(1)} % | ${s.killed + s.timeout} | ${s.survived + s.noCoverage} | ${s.ignored} | ${s.tests.join(', ')} |`);
+  const rows = tableRows(all);
   const out = [
     '# Mutation testing report',
     '',
@@ -117,8 +136,7 @@ function render(all: FileSummary[]): string {
     'Score = killed / (killed + survived). Equivalent mutants are disabled in the source with',
     '`// Stryker disable next-line <mutator>: <reason>` and listed here with that reason.',
     '',
-    '| file | score | killed | survived | equivalent | tests |',
-    '|---|---|---|---|---|---|',
+    ...TABLE_HEAD,
     ...rows,
     '',
   ];
@@ -159,6 +177,7 @@ async function main(): Promise<void> {
   const all = TARGETS.map((t) => byFile.get(t.file)).filter((s): s is FileSummary => s !== undefined);
   writeFileSync(RESULTS, JSON.stringify(all, null, 1) + '\n');
   writeFileSync(REPORT, render(all));
+  updateReadme(all);
   const below = all.filter((s) => s.score < GOAL);
   for (const s of below) process.stderr.write(`below ${GOAL} %: ${s.file} ${s.score.toFixed(1)} %\n`);
   process.exitCode = below.length > 0 ? 1 : 0;
