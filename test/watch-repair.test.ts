@@ -11,6 +11,7 @@ import { startHub, type Hub } from '../hub/hub.js';
 import { MemoryStore } from '../hub/store/memory.js';
 import type { ListResult, RevisionChange, Store, StoreWatch, WatchHandlers } from '../hub/store/types.js';
 import { silentLogger, createLogger } from '../shared/log.js';
+import { waitFor } from '../testkit/procs.js';
 import { FakeAgent } from './helpers/fake-agent.js';
 
 class FaultyStore implements Store {
@@ -68,16 +69,20 @@ async function hubOnFaulty(store: FaultyStore, opts: { checked: boolean } = { ch
   return hub;
 }
 
-function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (cond()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(check, 10);
-    };
-    check();
-  });
+function until(cond: () => boolean, what: string): Promise<void> {
+  return waitFor(cond, { timeoutMs: 10_000, intervalMs: 10, message: what });
+}
+
+/**
+ * The watch misses the delete of `key` and then sees a later put: the hub ends at etcd's
+ * revision with one key too many. Returns that revision.
+ */
+async function missDelete(mem: MemoryStore, store: FaultyStore, hub: Hub, key: string): Promise<number> {
+  store.dropRevisions.add(mem.lastRevision + 1);
+  mem.delete(key);
+  const rev = mem.put('/lain/config/c', '3');
+  await until(() => hub.state.revision === rev, 'the put after the missed delete');
+  return rev;
 }
 
 /** The state a fake agent holds: its last snapshot plus the deltas after it. */
@@ -107,12 +112,8 @@ test('a delete the watch missed is repaired by the list after a reconnection, at
   const live = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: 0 });
   try {
     await live.until(() => live.of('prog').length > 0);
-    // The watch misses the delete of b, then sees a later put: the hub is at etcd's revision
-    // with one key too many — no later list can show it a newer revision until etcd moves.
-    store.dropRevisions.add(mem.lastRevision + 1);
-    mem.delete('/lain/config/b');
-    const rev = mem.put('/lain/config/c', '3');
-    await until(() => hub.state.revision === rev, 'the put after the missed delete');
+    // No later list can show the hub a newer revision until etcd moves.
+    const rev = await missDelete(mem, store, hub, '/lain/config/b');
     t.deepEqual(hubKeys(hub), ['/lain/config/a', '/lain/config/b', '/lain/config/c'], 'the hub missed the delete');
 
     store.reconnect();
@@ -143,10 +144,7 @@ test('changes that arrive while the repair list is in flight wait for it: a busy
   const live = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: 0 });
   try {
     await live.until(() => live.of('prog').length > 0);
-    store.dropRevisions.add(mem.lastRevision + 1);
-    mem.delete('/lain/config/b');
-    const listedAt = mem.put('/lain/config/c', '3');
-    await until(() => hub.state.revision === listedAt, 'the put after the missed delete');
+    const listedAt = await missDelete(mem, store, hub, '/lain/config/b');
 
     // Hold the repair list in flight and write meanwhile: the watch delivers the write before
     // the list's answer arrives.
@@ -200,10 +198,7 @@ test('a new watch is checked: a delete it misses just after it starts is repaire
   let release!: () => void;
   store.readGate = new Promise<void>((r) => { release = r; });
   try {
-    store.dropRevisions.add(mem.lastRevision + 1);
-    mem.delete('/lain/config/b');
-    const rev = mem.put('/lain/config/c', '3');
-    await until(() => hub.state.revision === rev, 'the put after the missed delete');
+    await missDelete(mem, store, hub, '/lain/config/b');
     t.is(hub.sync.presentLists, 0);
     store.readGate = undefined;
     release();
