@@ -9,7 +9,7 @@ import { AnswerCache } from './api/answers.js';
 import { createEndpoints } from './api/endpoints/index.js';
 import { Cache } from './cache.js';
 import { HubClient } from './client.js';
-import { GrpcApi, type GrpcTls } from './grpc/server.js';
+import type { GrpcApi, GrpcTls } from './grpc/server.js';
 import { AgentHttp } from './http.js';
 import { Indexes } from './indexes/index.js';
 import { debugView } from './debug.js';
@@ -65,7 +65,11 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   const answers = new AnswerCache((index) => indexes.generation(index));
   const streams = new StreamHub(answers, opts.maxStreamBufferBytes ?? AGENT_DEFAULTS.maxStreamBufferBytes);
   const notReadyReason = () => (cache.hasState ? null : 'lainlet agent not synced yet: no state from a hub or state file');
-  const grpc = opts.grpc ? new GrpcApi({
+  // The gRPC mirror (@grpc/grpc-js, proto-loader: ~100 ms of loading) is imported only with
+  // -grpc.addr. It is loaded here, before the state file, so that Lainlet.Status sees the
+  // changes the state file makes exactly as before. test/agent-bundle.test.ts pins both sides.
+  const grpcModule = opts.grpc ? await import('./grpc/server.js') : undefined;
+  const grpc = grpcModule ? new grpcModule.GrpcApi({
     endpoints, answers, streams, notReadyReason, version: VERSION,
     keysByIndex: () => indexes.stats().keys,
     maxBufferedBytes: opts.maxStreamBufferBytes ?? AGENT_DEFAULTS.maxStreamBufferBytes,
@@ -83,6 +87,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   if (saved) {
     cache.replace(saved.rev, saved.entries, 'state-file');
     cache.epoch = saved.epoch ?? '';
+    cache.hubs = saved.hubs ?? [];
     log.info({ rev: saved.rev, keys: saved.entries.length, savedAt: new Date(saved.savedAt).toISOString() }, 'loaded state file; serving it (stale) until a hub is reached');
   }
 
@@ -96,6 +101,7 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
   };
   const client = new HubClient({
     hubs: opts.hubs,
+    knownHubs: cache.hubs,
     node: hostname,
     token: opts.token,
     caFile: opts.caFile,
@@ -104,6 +110,8 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
     backoffCapMs: opts.backoffCapMs ?? AGENT_DEFAULTS.backoffCapMs,
   }, cache, log);
 
+  // The tier's members go into the state file with the state.
+  client.onMembers = (urls) => { cache.hubs = urls; persister?.changed(); };
   if (persister) persister.onSaved = settle;
   else client.onStatus = () => { if (client.status.live) settle(); };
   if (saved) settle(); // loading a large state file is a peak of its own
@@ -137,7 +145,8 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
     port, cache, indexes, client, http, grpc, grpcPort,
     async stop() {
       client.stop();
-      persister?.saveNow();
+      answers.close();
+      await persister?.saveNow();
       grpc?.close();
       await http.close();
     },

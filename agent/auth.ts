@@ -12,8 +12,21 @@ export const SECRET_CONFIG_PREFIXES: readonly string[] = Object.freeze([
   'etcd_cluster_token', 'system_volumes', 'rsyncd_secrets', 'dns_ip', 'node_network',
 ]);
 
+/** The secret prefixes by their first character: a target is checked against the few that can match. */
+const SECRET_BY_FIRST_CHAR = (() => {
+  const table = new Map<number, string[]>();
+  for (const prefix of SECRET_CONFIG_PREFIXES) {
+    const c = prefix.charCodeAt(0);
+    table.set(c, [...(table.get(c) ?? []), prefix]);
+  }
+  return table;
+})();
+
 export function isSecretConfigTarget(target: string): boolean {
-  return SECRET_CONFIG_PREFIXES.some((prefix) => target.startsWith(prefix));
+  const candidates = SECRET_BY_FIRST_CHAR.get(target.charCodeAt(0));
+  if (candidates === undefined) return false;
+  for (let i = 0; i < candidates.length; i++) if (target.startsWith(candidates[i])) return true;
+  return false;
 }
 
 export interface AuthOptions {
@@ -29,6 +42,10 @@ export function normalizeIp(ip: string): string {
   return ip.startsWith('::ffff:') && ip.indexOf('.') > 0 ? ip.slice(7) : ip;
 }
 
+/**
+ * The checks take the caller's address normalised (normalizeIp), as every request carries it
+ * (ApiRequest.remoteIp): it is normalised once where the request comes in, not in each check.
+ */
 export class Auth {
   private readonly tables: AuthTables;
   private readonly nodeIp: string;
@@ -42,14 +59,12 @@ export class Auth {
 
   /** Loopback or the node's own IP: everything is allowed. */
   isLocal(ip: string): boolean {
-    const peer = normalizeIp(ip);
-    return peer === '127.0.0.1' || peer === '::1' || peer === '[::1]' || (this.nodeIp !== '' && peer === this.nodeIp);
+    return ip === '127.0.0.1' || ip === '::1' || ip === '[::1]' || (this.nodeIp !== '' && ip === this.nodeIp);
   }
 
   /** The app a caller belongs to: its container first, else the first service its portal fronts. */
   appName(ip: string): string | undefined {
-    const peer = normalizeIp(ip);
-    return this.tables.appOfContainerIp(peer) ?? this.tables.servicesOfPortalIp(peer)[0];
+    return this.tables.appOfContainerIp(ip) ?? this.tables.firstServiceOfPortalIp(ip);
   }
 
   isSuperApp(app: string): boolean {
@@ -59,7 +74,7 @@ export class Auth {
   /** Local, or a container of a super app (portal IPs are never super). */
   isSuper(ip: string): boolean {
     if (this.noauth || this.isLocal(ip)) return true;
-    const app = this.tables.appOfContainerIp(normalizeIp(ip));
+    const app = this.tables.appOfContainerIp(ip);
     return app !== undefined && this.tables.isSuperApp(app);
   }
 
@@ -69,10 +84,9 @@ export class Auth {
    */
   pass(ip: string, app: string): boolean {
     if (this.noauth || this.isLocal(ip)) return true;
-    const peer = normalizeIp(ip);
-    const own = this.appName(peer);
+    const own = this.appName(ip);
     if (own === undefined) return false;
     if (own === app || this.tables.isSuperApp(own)) return true;
-    return this.tables.servicesOfPortalIp(peer).includes(app);
+    return this.tables.portalFronts(ip, app);
   }
 }

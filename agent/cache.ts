@@ -25,6 +25,8 @@ export class Cache {
   hubStale = false;
   /** The store identity (etcd cluster id) the state came from; '' = unknown. */
   epoch = '';
+  /** The hub tier's members as a hub last told them (persisted with the state: a restart finds the tier without its seeds). */
+  hubs: string[] = [];
   private readonly listeners: CacheListener[] = [];
 
   onChange(listener: CacheListener): void { this.listeners.push(listener); }

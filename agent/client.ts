@@ -5,12 +5,18 @@ import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { Backoff } from '../shared/backoff.js';
 import type { Logger } from '../shared/log.js';
-import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type HelloFrame, type HubFrame, type SnapshotFrame } from '../shared/protocol.js';
+import { decodeFrame, encodeFrame, PROTOCOL_VERSION, PROTOCOL_VERSION_MAX, type HelloFrame, type HubFrame, type MemberInfo, type SnapshotFrame } from '../shared/protocol.js';
+import { VERSION } from '../shared/version.js';
 import type { Cache } from './cache.js';
 import { AGENT_DEFAULTS } from './defaults.js';
 
 export interface HubClientOptions {
+  /** The -hub list: seeds. The hub tier's members are learnt from the hubs (protocol 2). */
   hubs: string[];
+  /** Members learnt before (the state file): tried beside the seeds until a hub says who is live. */
+  knownHubs?: string[];
+  /** The highest protocol version to speak (default PROTOCOL_VERSION_MAX; 1 behaves as an agent from before version 2). */
+  protocolMax?: number;
   node: string;
   token?: string;
   caFile?: string;
@@ -33,11 +39,19 @@ export interface HubClientStatus {
   /** Reset snapshots taken (the store's history was replaced under us). */
   resets: number;
   lastError: string;
+  /** The hub tier's live members, as the last hub said (empty: none said yet). */
+  members: MemberInfo[];
+  /** Moves a hub asked for (balance or shutdown). */
+  moves: number;
 }
 
 export class HubClient {
   private ws?: WebSocket;
+  /** Where to connect, in turn: the members (shuffled) and the seeds not among them. */
+  private candidates: string[];
   private hubIndex: number;
+  /** The next connection goes here (a hub's move frame said so). */
+  private moveTo?: string;
   private readonly backoff: Backoff;
   private retryTimer?: NodeJS.Timeout;
   private silenceTimer?: NodeJS.Timeout;
@@ -47,14 +61,17 @@ export class HubClient {
   private readonly ca?: Buffer;
   /** -silence-timeout until a hub tells us its progress interval (see the prog frame). */
   silenceTimeoutMs: number;
-  readonly status: HubClientStatus = { hub: '', connected: false, live: false, hubRevision: 0, lastFrameAt: 0, reconnects: 0, snapshots: 0, resets: 0, lastError: '' };
+  readonly status: HubClientStatus = { hub: '', connected: false, live: false, hubRevision: 0, lastFrameAt: 0, reconnects: 0, snapshots: 0, resets: 0, lastError: '', members: [], moves: 0 };
   /** Called whenever the connection state changes (for staleness and metrics). */
   onStatus?: () => void;
+  /** Called when the hub tier's members change (to persist them). */
+  onMembers?: (urls: string[]) => void;
 
   constructor(private readonly opts: HubClientOptions, private readonly cache: Cache, private readonly log: Logger) {
     if (opts.hubs.length === 0) throw new Error('no hub address given');
+    this.candidates = candidateList(opts.hubs, opts.knownHubs ?? []);
     // Start on a random hub so the agents of a cluster spread over the hub tier.
-    this.hubIndex = Math.floor(Math.random() * opts.hubs.length);
+    this.hubIndex = Math.floor(Math.random() * this.candidates.length);
     this.backoff = new Backoff(opts.backoffBaseMs, opts.backoffCapMs);
     this.silenceTimeoutMs = opts.silenceTimeoutMs;
     if (opts.caFile) this.ca = readFileSync(opts.caFile);
@@ -72,7 +89,8 @@ export class HubClient {
 
   private connect(): void {
     if (this.stopped) return;
-    const url = this.opts.hubs[this.hubIndex];
+    const url = this.moveTo ?? this.candidates[this.hubIndex];
+    this.moveTo = undefined;
     this.status.hub = url;
     const headers: Record<string, string> = {};
     if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
@@ -91,7 +109,10 @@ export class HubClient {
       this.status.connected = true;
       this.status.lastError = '';
       this.pendingSnapshot = undefined;
+      // v is the base version every hub checks; vmax lets a newer hub speak more (protocol.ts).
       const hello: HelloFrame = { t: 'hello', v: PROTOCOL_VERSION, node: this.opts.node, rev: this.cache.hasState ? this.cache.revision : 0 };
+      const vmax = this.opts.protocolMax ?? PROTOCOL_VERSION_MAX;
+      if (vmax > PROTOCOL_VERSION) { hello.vmax = vmax; hello.ver = VERSION; }
       if (this.cache.hasState && this.cache.epoch) hello.epoch = this.cache.epoch;
       ws.send(encodeFrame(hello));
       this.heard();
@@ -167,10 +188,14 @@ export class HubClient {
         return;
       }
       case 'move': {
-        this.log.info({ hub: this.status.hub, afterMs: frame.afterMs, reason: frame.reason }, 'hub asked us to move');
-        this.moveAfter(frame.afterMs);
+        this.log.info({ hub: this.status.hub, afterMs: frame.afterMs, reason: frame.reason, to: frame.to }, 'hub asked us to move');
+        this.status.moves++;
+        this.moveAfter(frame.afterMs, frame.to);
         return;
       }
+      case 'members':
+        this.learnMembers(frame.hubs);
+        return;
       case 'err':
         throw new Error(`hub error ${frame.code}: ${frame.msg}`);
     }
@@ -217,7 +242,7 @@ export class HubClient {
    * The hub is shutting down: keep using it until our turn (the hub spreads its agents over
    * time), then leave for the next hub in the list without counting it as a failure.
    */
-  private moveAfter(afterMs: number): void {
+  private moveAfter(afterMs: number, to?: string): void {
     const ws = this.ws;
     clearTimeout(this.moveTimer);
     this.moveTimer = setTimeout(() => {
@@ -227,7 +252,8 @@ export class HubClient {
       clearTimeout(this.silenceTimer);
       this.markDisconnected();
       ws.close(1000, 'moving');
-      this.hubIndex = (this.hubIndex + 1) % this.opts.hubs.length;
+      if (to) this.moveTo = to;
+      else this.hubIndex = (this.hubIndex + 1) % this.candidates.length;
       this.connect();
     }, afterMs);
   }
@@ -240,11 +266,33 @@ export class HubClient {
     if (this.stopped) return;
     this.status.reconnects++;
     // Next hub in the list: a dead hub is not retried before the others.
-    this.hubIndex = (this.hubIndex + 1) % this.opts.hubs.length;
+    this.moveTo = undefined;
+    this.hubIndex = (this.hubIndex + 1) % this.candidates.length;
     const delay = this.backoff.next();
-    this.log.warn({ code, reason, lastError: this.status.lastError, wasLive, next: this.opts.hubs[this.hubIndex], retryInMs: Math.round(delay) }, 'hub connection closed');
+    this.log.warn({ code, reason, lastError: this.status.lastError, wasLive, next: this.candidates[this.hubIndex], retryInMs: Math.round(delay) }, 'hub connection closed');
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
+
+  /**
+   * A hub said who the live members are: they (and the seeds) are where we go from now on; a
+   * member that left the registry is forgotten. Persisted, so a restart finds the tier even
+   * when every seed is gone.
+   */
+  private learnMembers(hubs: MemberInfo[]): void {
+    this.status.members = hubs;
+    const urls = hubs.map((h) => h.url);
+    const next = candidateList(this.opts.hubs, urls);
+    if ([...next].sort().join(' ') === [...this.candidates].sort().join(' ')) return;
+    const current = this.candidates[this.hubIndex];
+    this.candidates = shuffle(next);
+    const at = this.candidates.indexOf(current);
+    this.hubIndex = at >= 0 ? at : 0;
+    this.log.info({ members: urls }, 'hub tier members');
+    this.onMembers?.(urls);
+  }
+
+  /** Where this client may connect, in the order it tries them. */
+  get hubs(): readonly string[] { return this.candidates; }
 
   private markDisconnected(): void {
     this.status.connected = false;
@@ -252,4 +300,17 @@ export class HubClient {
     this.pendingSnapshot = undefined;
     this.onStatus?.();
   }
+}
+
+/** The seeds in their order, then the members not among them, each once. */
+function candidateList(seeds: readonly string[], members: readonly string[]): string[] {
+  return [...new Set([...seeds, ...members])];
+}
+
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+  return items;
 }

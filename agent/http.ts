@@ -34,7 +34,13 @@ export interface HttpOptions {
 
 const NOT_FOUND = '404 not found';
 // Go sniffs every lainlet body as text/plain (API.md §2).
-const TEXT_PLAIN = ['Content-Type', 'text/plain; charset=utf-8'];
+const TEXT_PLAIN_TYPE = 'text/plain; charset=utf-8';
+const NOSNIFF = ['Content-Type', TEXT_PLAIN_TYPE, 'X-Content-Type-Options', 'nosniff'];
+/**
+ * Bodies up to this size are written as strings: node:http sends a string body in one write with
+ * the head, a Buffer as a writev of two. Larger ones go as the answer's shared bytes (no copy).
+ */
+const STRING_BODY_MAX = 16 * 1024;
 const PAGE_NOT_FOUND = '404 page not found\n';
 /**
  * node's default (16 KiB for the request line and headers together). Go's is 1 MiB; no lainlet
@@ -73,7 +79,11 @@ const TAKEN = Symbol('lainlet.taken');
 const QUEUED = Symbol('lainlet.queued');
 /** Marks the agent's own listeners on a socket node:http still has: takeOver leaves them. */
 const AGENT_LISTENER = Symbol('lainlet.listener');
-type Connection = Socket & { [TAKEN]?: true; [QUEUED]?: Set<() => void>; parser?: object | null; _httpMessage?: http.ServerResponse | null };
+/** The peer's address, normalised (normalizeIp) on the connection's first request: keep-alive clients send many. */
+const REMOTE_IP = Symbol('lainlet.remoteIp');
+type Connection = Socket & { [TAKEN]?: true; [QUEUED]?: Set<() => void>; [REMOTE_IP]?: string; parser?: object | null; _httpMessage?: http.ServerResponse | null };
+/** The query of a request without one: nothing to parse. */
+const NO_PARAMS: ReadonlyMap<string, string> = new Map();
 
 export function isWatch(value: string | undefined): boolean {
   return value !== undefined && value !== '' && value !== '0' && value !== 'false';
@@ -214,47 +224,45 @@ export class AgentHttp {
   /** Which kind of answer a request gets: an unknown path, a method the original refuses, the agent's own routes, or the API. */
   private answer(req: http.IncomingMessage, res: http.ServerResponse, path: string, search: string, done: () => void): void {
     const method = req.method ?? 'GET';
-    if (!this.isKnown(path)) {
+    // One route lookup: an API path is the common case, and the agent's own routes are not in `routes`.
+    const endpoint = this.routes.get(path);
+    if (endpoint === undefined && !this.isOwn(path)) {
       // Go's server-wide answer to "OPTIONS *" (globalOptionsHandler).
       if (path === '*' && method === 'OPTIONS') return this.plain(res, path, 200, '', []);
       return this.plain(res, 'unknown', 404, NOT_FOUND);
     }
-    const params = parseQuery(search);
+    const params = search === '' ? NO_PARAMS : parseQuery(search);
     const watch = path.startsWith('/v2/') && isWatch(params.get('watch'));
     if (method !== 'GET' && method !== 'HEAD') {
       // The original hijacks before routing: header block, then close (API.md §2).
       if (watch) return this.hijack(req, res, done, (socket) => endConnection(socket, STREAM_HEADER));
-      return this.plain(res, path, 404, PAGE_NOT_FOUND, [...TEXT_PLAIN, 'X-Content-Type-Options', 'nosniff']);
+      return this.plain(res, path, 404, PAGE_NOT_FOUND, NOSNIFF);
     }
-    if (this.serveOwn(res, path)) return;
-    this.serveApi(req, res, path, params, watch, done);
+    if (endpoint === undefined) return this.serveOwn(res, path);
+    this.serveApi(req, res, endpoint, path, params, watch, done);
   }
 
-  /** The agent's own routes (/version, /debug, the extra ones such as /metrics); false for an API path. */
-  private serveOwn(res: http.ServerResponse, path: string): boolean {
-    if (path === '/version') {
-      this.plain(res, path, 200, this.opts.version);
-      return true;
-    }
-    if (path === '/debug') {
-      this.plain(res, path, 200, JSON.stringify(this.opts.debug()));
-      return true;
-    }
-    const extra = this.opts.extraRoutes?.[path];
-    if (!extra) return false;
+  /** The agent's own routes: /version, /debug and the extra ones such as /metrics (isOwn says which). */
+  private serveOwn(res: http.ServerResponse, path: string): void {
+    if (path === '/version') return this.plain(res, path, 200, this.opts.version);
+    if (path === '/debug') return this.plain(res, path, 200, JSON.stringify(this.opts.debug()));
+    const extra = this.opts.extraRoutes![path];
     void extra().then((r) => this.plain(res, path, r.status, r.body, ['Content-Type', r.contentType]),
       (err: Error) => this.plain(res, path, 500, err.message));
-    return true;
   }
 
   /** A /v2 endpoint: 503 until the agent has a state, then its answer or its event stream. */
-  private serveApi(req: http.IncomingMessage, res: http.ServerResponse, path: string, params: Map<string, string>, watch: boolean, done: () => void): void {
-    const endpoint = this.routes.get(path)!;
+  private serveApi(
+    req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, path: string,
+    params: ReadonlyMap<string, string>, watch: boolean, done: () => void,
+  ): void {
     const notReady = this.opts.notReadyReason();
     // Not synced yet: 503 for GET and watch alike (API.md §11 item 8) — an empty init would
     // make webrouter or networkd drop their configuration.
     if (notReady !== null) return this.plain(res, path, 503, notReady);
-    const apiReq: ApiRequest = { path, query: (name) => params.get(name) ?? '', remoteIp: normalizeIp(req.socket.remoteAddress ?? '') };
+    const socket = req.socket as Connection;
+    const remoteIp = (socket[REMOTE_IP] ??= normalizeIp(socket.remoteAddress ?? ''));
+    const apiReq: ApiRequest = { path, query: (name) => params.get(name) ?? '', remoteIp };
     let resolved: { scope: string } | Answer;
     try {
       resolved = endpoint.resolve(apiReq);
@@ -263,14 +271,15 @@ export class AgentHttp {
     }
     if (watch) return this.serveWatch(req, res, path, endpoint, resolved, params, done);
     if ('status' in resolved) return this.plain(res, path, resolved.status, resolved.body);
-    const answer = this.opts.answers.get(endpoint, resolved.scope);
-    this.plain(res, path, answer.status, this.opts.answers.bytes(answer));
+    const entry = this.opts.answers.entry(endpoint, resolved.scope);
+    const bytes = this.opts.answers.encodedBody(entry);
+    this.plain(res, path, entry.answer.status, bytes.length <= STRING_BODY_MAX ? entry.answer.body : bytes, undefined, bytes.length);
   }
 
   /** A watch: the stream's error event when the endpoint or the request refuses it, else the stream. */
   private serveWatch(
     req: http.IncomingMessage, res: http.ServerResponse, path: string, endpoint: Endpoint,
-    resolved: { scope: string } | Answer, params: Map<string, string>, done: () => void,
+    resolved: { scope: string } | Answer, params: ReadonlyMap<string, string>, done: () => void,
   ): void {
     // The original refuses watch on localspecquery before any parameter or auth check.
     if (!endpoint.watchable) return this.streamError(req, res, `${path.replace('/v2', '')} do not support watch action`, done);
@@ -297,13 +306,20 @@ export class AgentHttp {
   }
 
   private isKnown(path: string): boolean {
-    return this.routes.has(path) || path === '/debug' || path === '/version' || (this.opts.extraRoutes?.[path] !== undefined);
+    return this.routes.has(path) || this.isOwn(path);
   }
 
-  /** One complete answer; the headers go in one flat array (cheaper than setHeader calls). */
-  private plain(res: http.ServerResponse, path: string, status: number, body: string | Buffer, headers: string[] = TEXT_PLAIN): void {
-    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
-    res.writeHead(status, [...headers, 'Content-Length', String(length)]);
+  private isOwn(path: string): boolean {
+    return path === '/debug' || path === '/version' || (this.opts.extraRoutes !== undefined && Object.hasOwn(this.opts.extraRoutes, path));
+  }
+
+  /**
+   * One complete answer, text/plain unless `headers` says otherwise; the headers go in one flat
+   * array (cheaper than setHeader calls). `length`: the body's byte length, when known.
+   */
+  private plain(res: http.ServerResponse, path: string, status: number, body: string | Buffer, headers?: readonly string[], length?: number): void {
+    const bytes = String(length ?? (typeof body === 'string' ? Buffer.byteLength(body) : body.length));
+    res.writeHead(status, headers === undefined ? ['Content-Type', TEXT_PLAIN_TYPE, 'Content-Length', bytes] : [...headers, 'Content-Length', bytes]);
     res.end(body);
     this.opts.onRequest?.(path, status);
   }

@@ -154,8 +154,10 @@ async function main(): Promise<void> {
     backoffCapMs: values['reconnect-max'] as number,
     grpc: grpcListen ? { ...grpcListen, tls: grpcTls } : undefined,
   }, log).catch((e: Error) => fail(`cannot start: ${e.message}`));
-  log.info({ version: VERSION, web: `${web.host || '*'}:${agent.port}`, grpc: grpcListen ? `${grpcListen.host || '*'}:${agent.grpcPort}${grpcTls ? ' (TLS)' : ''}` : null, hubs, noauth: values.noauth, ip: values.ip }, 'agent listening');
-
+  // Stopping gracefully (the state file saved) from here on: the handlers are in place before
+  // 'agent listening' is printed, since whoever reads the line may signal at once, and this
+  // process can be preempted between writing the line and a statement after it
+  // (test/agent-bundle.test.ts sends SIGTERM on the line).
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -170,6 +172,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  log.info({ version: VERSION, web: `${web.host || '*'}:${agent.port}`, grpc: grpcListen ? `${grpcListen.host || '*'}:${agent.grpcPort}${grpcTls ? ' (TLS)' : ''}` : null, hubs, noauth: values.noauth, ip: values.ip }, 'agent listening');
 }
 
 main().catch((e: Error) => fail(`cannot start: ${e.message}`));

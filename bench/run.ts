@@ -21,8 +21,10 @@ import type { BenchContext, Measurement, SectionResult, TargetResult } from './l
 import { systemInfo } from './lib/sysinfo.js';
 import { propagation } from './propagation.js';
 import { reconnectStorm } from './reconnect-storm.js';
+import { tier } from './tier.js';
+import { workers } from './workers.js';
 
-const MEASUREMENTS: Measurement[] = [etcdLoad, propagation, fanout, agentGet, agentStartup, reconnectStorm];
+const MEASUREMENTS: Measurement[] = [etcdLoad, propagation, fanout, agentGet, agentStartup, reconnectStorm, workers, tier];
 /** bench/ in the source tree (this file runs from dist/bench/). */
 const BENCH_SRC = fileURLToPath(new URL('../../bench/', import.meta.url));
 

@@ -6,35 +6,55 @@
 // server can pace them on the socket's drain events: a missing history many times the
 // per-agent backpressure limit is sent in pieces, never queued at once (uWebSockets.js would
 // close the connection, and the agent would never catch up).
-import type { HistoryEntry } from './history.js';
-import type { HubState } from './state.js';
+//
+// In a worker thread the snapshot may not be at hand yet (it is fetched from the main thread,
+// once per revision) and a delta's bytes may be gone from the ring by the time they are sent:
+// next() then answers no frames for now (the server pumps again on onSnapshotReady), or
+// switches to a snapshot, as when the history moves past the agent.
+import type { FanoutState, FrameRef } from './fanout.js';
 
 export class CatchUp {
   private snapshot?: readonly Buffer[];
   private snapshotIndex = 0;
+  /** A snapshot is needed but was not at hand (worker threads): 'plain' or 'reset'. */
+  private awaiting?: 'plain' | 'reset';
+  /** The agent's revision is in a gap about to be proved empty or real (FanoutState.pending): wait. */
+  private awaitingGap = false;
   /** History entries fetched but not handed out yet (ascending), and where we are in them. */
-  private pending: HistoryEntry[] = [];
+  private pending: readonly FrameRef[] = [];
   private pendingIndex = 0;
+  /** The bytes of pending[pendingIndex], loaded but left for the next batch. */
+  private loaded?: Buffer;
 
   /**
    * @param rev the agent's revision (0 = it has nothing)
    * @param onSnapshot told each time this agent has to be sent a full snapshot
    * @param reset the agent's state is from another store history: begin with a reset snapshot
    */
-  constructor(private readonly state: HubState, private rev: number, private readonly onSnapshot: () => void, reset = false) {
+  constructor(private readonly state: FanoutState, private rev: number, private readonly onSnapshot: () => void, reset = false) {
     if (reset) this.startSnapshot(true);
+    else if (rev !== 0 && state.framesAfter(rev) === null && state.pending(rev)) this.awaitingGap = true;
     else if (rev === 0 || state.framesAfter(rev) === null) this.startSnapshot(false);
   }
 
   /** True when the catch-up begins with a snapshot rather than history deltas. */
-  get needsSnapshot(): boolean { return this.snapshot !== undefined; }
+  get needsSnapshot(): boolean { return this.snapshot !== undefined || this.awaiting !== undefined; }
 
   /**
    * The next frames to send — a snapshot part, or history deltas worth up to `budgetBytes`
    * (always at least one frame) — or null once the agent is current and can be subscribed to
-   * live deltas.
+   * live deltas; [] while the snapshot it needs is being fetched.
    */
   next(budgetBytes: number): readonly Buffer[] | null {
+    if (this.awaitingGap) {
+      if (this.state.pending(this.rev)) return [];
+      this.awaitingGap = false;
+      if (this.state.framesAfter(this.rev) === null) this.startSnapshot(false);
+    }
+    if (this.awaiting) {
+      this.startSnapshot(this.awaiting === 'reset');
+      if (this.awaiting) return [];
+    }
     if (this.snapshot) {
       const part = this.snapshot[this.snapshotIndex++];
       if (this.snapshotIndex >= this.snapshot.length) this.snapshot = undefined;
@@ -58,21 +78,33 @@ export class CatchUp {
     }
     const out: Buffer[] = [];
     let bytes = 0;
-    while (this.pendingIndex < this.pending.length && (out.length === 0 || bytes + this.pending[this.pendingIndex].frame.length <= budgetBytes)) {
-      const entry = this.pending[this.pendingIndex++];
-      out.push(entry.frame);
-      bytes += entry.frame.length;
-      this.rev = entry.rev;
+    while (this.pendingIndex < this.pending.length) {
+      const ref = this.pending[this.pendingIndex];
+      const frame = this.loaded ?? this.state.frameOf(ref);
+      this.loaded = undefined;
+      if (frame === null) {
+        // Its bytes are gone (a ring overwrote them): what was loaded goes out, then a snapshot.
+        this.startSnapshot(false);
+        return out.length > 0 ? out : this.next(budgetBytes);
+      }
+      if (out.length > 0 && bytes + frame.length > budgetBytes) { this.loaded = frame; break; }
+      out.push(frame);
+      bytes += frame.length;
+      this.rev = ref.rev;
+      this.pendingIndex++;
     }
     return out;
   }
 
   private startSnapshot(reset: boolean): void {
     const snap = reset ? this.state.resetSnapshotFrames() : this.state.snapshotFrames();
-    this.snapshot = snap.frames;
-    this.snapshotIndex = 0;
     this.pending = [];
     this.pendingIndex = 0;
+    this.loaded = undefined;
+    if (!snap) { this.awaiting = reset ? 'reset' : 'plain'; return; }
+    this.awaiting = undefined;
+    this.snapshot = snap.frames;
+    this.snapshotIndex = 0;
     this.rev = snap.rev;
     this.onSnapshot();
   }

@@ -58,6 +58,37 @@ export const HUB_DEFAULTS = {
   connLogBurst: 100,
   connLogPerSecond: 20,
 
+  // --- worker threads ---------------------------------------------------------------------
+  // A crashed worker is started again at once, then after 0.2, 0.4 … s while it keeps failing
+  // to listen: a bug that kills every start must not spin a core.
+  workerRestartBaseMs: 100,
+  workerRestartCapMs: 5000,
+  // The frame ring holds as many deltas as the history, plus room for the state records
+  // (progress, stale flips) written between them: a resuming agent reaches as far back on a
+  // worker as on a single-threaded hub.
+  ringExtraSlots: 1024,
+
+  // --- membership and balance (hub/members.ts) ---------------------------------------------
+  // Where hubs register: under the hub's --prefix (so every hub's one watch sees each registry
+  // write, and its revision moves with them — see StoreSync.watchSaw) but outside the key ranges
+  // agents are sent (API_KEY_RANGES), so no agent ever receives it.
+  membersPrefixUnderPrefix: 'lainlet/hubs/',
+  // A hub writes its record and reads everyone's every 2 s: one small write and one small
+  // range read per hub per period. A hub gone without a word leaves the registry with its
+  // lease, 10 s later (agents have failed over by then: they find a closed socket at once).
+  membersRefreshMs: 2000,
+  memberTtlSec: 10,
+  // A record not rewritten for 2.5 rounds, and at least this long, is a hub gone before its
+  // lease ended (killed): no agent is sent there, its agents are not counted.
+  memberSilentMinMs: 3000,
+  // A hub is balanced within max(2 agents, 5 % of the fair share): 300 agents on 3 hubs settle
+  // at 100 ± 5, and one agent more or less never moves anyone.
+  balanceSlackAgents: 2,
+  balanceSlackFraction: 0.05,
+  // At most 25 agents asked to move per hub per round (2 s), each at a random moment within
+  // the round: a hub that joins a tier of 1000 agents fills in ~20 s, no hub sees a storm.
+  balanceMovesPerRound: 25,
+
   // --- shutdown -----------------------------------------------------------------------------
   // On SIGTERM agents are told to move at random moments over 10 s, so the other hubs are not
   // hit by every agent at once; systemd's TimeoutStopSec (30 s) leaves room for it.
@@ -78,6 +109,14 @@ export const HUB_DEFAULTS = {
   // hostile clients claiming a revision far ahead cost at most one read per second and one
   // list every five seconds (a list of a large cluster is ~10 MB).
   minProbeIntervalMs: 1000,
+  // An answer saying the store's history went backwards (a revision below ours, another
+  // cluster id) is believed only when this many fresh reads, this far apart, say so too: a
+  // member of etcd 3.4 that was paused (SIGSTOP, a VM freeze, a long GC) can answer even a
+  // linearizable read from its stale state for a moment after it resumes (etcd-io/etcd#20418,
+  // fixed only in 3.4.4x). Believed at once, such an answer reset the hub and every agent to a
+  // state minutes old. A real restore or rebuild stays below us: it costs this ~1.5 s more.
+  resetConfirmReads: 3,
+  resetConfirmIntervalMs: 500,
   minListIntervalMs: 5000,
   // A hub behind an agent is usually just a moment behind: its watch gets this long to bring
   // the delta (which the agent resumes with) before a list's jump would cost it a snapshot.
@@ -87,6 +126,10 @@ export const HUB_DEFAULTS = {
   // present finishes the job.
   replayCheckMs: 100,
   replayQuietChecks: 3,
+  // A list that jumped a span without a change is proved gap-free by the watch's next event
+  // (StoreSync.watchSaw); a hub waits this long for it before it joins the tier's balance
+  // anyway (on a quiet prefix no event may come for hours).
+  gapCheckMaxMs: 10_000,
 
   // --- etcd v3 ------------------------------------------------------------------------------
   // How long one connection attempt or list may take before it fails: etcd on a LAN answers

@@ -3,16 +3,21 @@
 // First: loads uWebSockets.js quietly before ./hub.js does (shared/uws-first.ts).
 import '../shared/uws-first.js';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { createLogger } from '../shared/log.js';
 import { FlagError, MAX_TIMER_MS, parseEndpoints, parseFlags, parseListenAddress, usage, type FlagSpec, type FlagValues } from '../shared/flags.js';
 import { runtimeProblems } from '../shared/runtime.js';
-import { readToken, tokenChecker, tokenFileWarning } from '../shared/token.js';
+import { readToken, tokenFileWarning } from '../shared/token.js';
 import { VERSION } from '../shared/version.js';
 import { AGENT_DEFAULTS } from '../agent/defaults.js';
 import { HUB_DEFAULTS } from './defaults.js';
 import { startHub } from './hub.js';
 import { createStore } from './store/create.js';
+import { Etcd2Members, Etcd3Members, MemoryMembers } from './members.js';
 import { hubMetrics } from './metrics.js';
+import { keyRangeFilter } from '../shared/protocol.js';
+import { hubStatus } from './status.js';
+import type { MemoryStore } from './store/memory.js';
 
 const SPECS: FlagSpec[] = [
   { name: 'etcd', kind: 'string', default: '', help: 'etcd endpoints, comma-separated host:port (http:// optional)' },
@@ -41,6 +46,18 @@ const SPECS: FlagSpec[] = [
     why: 'each interval sends a frame to every agent; more often is load without use',
   },
   { name: 'shutdown-spread', kind: 'int', default: HUB_DEFAULTS.shutdownSpreadMs, min: 0, max: MAX_TIMER_MS, help: 'on SIGTERM, milliseconds over which agents are told to move' },
+  {
+    name: 'workers', kind: 'int', default: availableParallelism(), min: 0, max: 256,
+    help: 'WebSocket worker threads sharing the port (0 = serve agents on the main thread, beside the store sync)',
+  },
+  {
+    name: 'advertise', kind: 'string', default: '',
+    help: 'URL agents reach this hub at (ws:// or wss://), registered in the hub tier (default: from --listen, unless that is a wildcard)',
+  },
+  { name: 'members-prefix', kind: 'string', default: '', help: `etcd key prefix where the hubs register (default: --prefix + ${HUB_DEFAULTS.membersPrefixUnderPrefix}; never inside the key ranges agents are sent)` },
+  { name: 'members-refresh', kind: 'int', default: HUB_DEFAULTS.membersRefreshMs, min: 100, max: MAX_TIMER_MS, help: 'milliseconds between writes and reads of the hub registry (and balance rounds)' },
+  { name: 'members-ttl', kind: 'int', default: HUB_DEFAULTS.memberTtlSec, min: 2, max: 3600, help: 'seconds a hub stays in the registry after its last keep-alive (a hub gone without a word)' },
+  { name: 'balance', kind: 'bool', default: true, help: 'move agents to the less loaded hubs of the tier (--balance=false: only register and tell agents the members)' },
   { name: 'token-file', kind: 'string', default: '', help: 'file holding the bearer token agents must present' },
   { name: 'tls-cert', kind: 'string', default: '', help: 'TLS certificate (PEM); agents then connect with wss://' },
   { name: 'tls-key', kind: 'string', default: '', help: 'TLS private key (PEM)' },
@@ -101,7 +118,7 @@ async function main(): Promise<void> {
   if (!tokenFile && !isLoopback(host) && !values.insecure) {
     refuse(`refusing to listen on ${values.listen} without --token-file: the hub serves the whole ${values.prefix} keyspace, secrets included, to anyone who connects. Give --token-file, listen on loopback, or pass --insecure.`);
   }
-  const authorize = tokenFile ? orRefuse(() => tokenChecker(readToken(tokenFile))) : undefined;
+  const token = tokenFile ? orRefuse(() => readToken(tokenFile)) : undefined;
   const tlsCert = values['tls-cert'] as string;
   const tlsKey = values['tls-key'] as string;
   if (Boolean(tlsCert) !== Boolean(tlsKey)) refuse('--tls-cert and --tls-key go together');
@@ -119,6 +136,14 @@ async function main(): Promise<void> {
     log.warn({ progressIntervalMs: progressMs }, `--progress-interval ${progressMs} is more than a third of the agents' default -silence-timeout (${AGENT_DEFAULTS.silenceTimeoutMs} ms): agents on that default drop this hub as silent; raise their -silence-timeout to at least ${progressMs * 3}`);
   }
 
+  const advertised = (values.advertise as string) || (host && !['0.0.0.0', '::', '[::]'].includes(host) ? `${tlsCert ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${port}` : '');
+  if (advertised && !/^wss?:\/\/[^/]+/.test(advertised)) refuse(`invalid value ${JSON.stringify(advertised)} for flag --advertise: want ws://host:port or wss://host:port`);
+  const membersPrefix = (values['members-prefix'] as string) || `${values.prefix as string}${HUB_DEFAULTS.membersPrefixUnderPrefix}`;
+  if (keyRangeFilter(values.prefix as string)(`${membersPrefix}x`)) refuse(`--members-prefix ${membersPrefix} is inside the key ranges agents are sent: the registry would reach every node`);
+  const membersBackend = storeKind === 'memory' ? new MemoryMembers(store as MemoryStore) : storeKind === 'etcd2' ? new Etcd2Members(endpoints) : new Etcd3Members(endpoints);
+  if ((values['members-ttl'] as number) * 1000 < 2 * (values['members-refresh'] as number)) refuse(`--members-ttl ${values['members-ttl'] as number} s is shorter than two --members-refresh periods: a live hub would drop out of the registry`);
+  const status = hubStatus(advertised || undefined);
+
   const metrics = hubMetrics();
   const hub = await startHub({
     store,
@@ -131,12 +156,19 @@ async function main(): Promise<void> {
     maxTotalBackpressure: values['max-total-backpressure'] as number,
     progressIntervalMs: values['progress-interval'] as number,
     historyPrefillRevisions: values['history-prefill'] as number,
-    authorize,
+    token,
+    workers: values.workers as number,
     tls: tlsCert ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
-    routes: { '/metrics': () => ({ status: 200, contentType: metrics.contentType, body: metrics.render() }) },
+    routes: { '/metrics': () => ({ status: 200, contentType: metrics.contentType, body: metrics.render() }), ...status.routes },
+    members: {
+      backend: membersBackend, prefix: membersPrefix, advertise: port === 0 ? undefined : advertised || undefined, balance: values.balance as boolean,
+      refreshMs: values['members-refresh'] as number, ttlSec: values['members-ttl'] as number,
+    },
   }, log).catch((e: Error) => fail(`cannot start: ${e.message}`));
   metrics.bind(hub);
-  log.info({ version: VERSION, listen: `${host || '0.0.0.0'}:${hub.port}`, store: store.description, prefix: values.prefix, tls: Boolean(tlsCert), token: Boolean(tokenFile) }, 'hub listening');
+  status.bind(hub);
+  if (!advertised) log.warn({ listen: values.listen }, 'not registered in the hub tier (--listen is a wildcard): give --advertise ws://<address>:<port> so other hubs and agents can find this hub');
+  log.info({ version: VERSION, listen: `${host || '0.0.0.0'}:${hub.port}`, store: store.description, prefix: values.prefix, tls: Boolean(tlsCert), token: Boolean(tokenFile), workers: values.workers }, 'hub listening');
   void hub.ready.then(() => log.info({ revision: hub.state.revision, keys: hub.state.entries.size }, 'hub ready'));
 
   let stopping = false;

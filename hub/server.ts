@@ -21,13 +21,18 @@
 import net from 'node:net';
 import uWS from 'uWebSockets.js';
 import { LogLimiter } from '../shared/log-limit.js';
-import { decodeFrame, encodeFrame, PROTOCOL_VERSION, ProtocolError, type HubFrame } from '../shared/protocol.js';
+import { decodeFrame, encodeFrame, PROTOCOL_VERSION, PROTOCOL_VERSION_MAX, ProtocolError, type HubFrame } from '../shared/protocol.js';
 import type { Logger } from '../shared/log.js';
 import { CatchUp } from './catchup.js';
 import { HUB_DEFAULTS } from './defaults.js';
-import type { HubState } from './state.js';
+import type { AgentInfo, Fanout, FanoutState, HubCounters } from './fanout.js';
+
+export type { HubCounters } from './fanout.js';
 
 const TOPIC = 'deltas';
+/** Agents of protocol version 2 also get the hub tier's members. */
+const MEMBERS_TOPIC = 'members';
+
 
 export interface HubServerOptions {
   host: string;
@@ -48,10 +53,27 @@ export interface HubServerOptions {
   tls?: { certFile: string; keyFile: string };
   /** Extra plain-HTTP routes (e.g. /metrics). */
   routes?: Record<string, RouteHandler>;
+  /**
+   * This server is one of a hub's worker threads, which share the port on purpose (the main
+   * thread checked it was free); otherwise listen() refuses a port another program serves.
+   */
+  sharedPort?: boolean;
+  /** Where the counters live (a worker's block of shared memory); default: a plain object. */
+  counters?: HubCounters;
+  /** This server writes 1/connLogShare of the hub's per-connection log lines (worker threads). */
+  connLogShare?: number;
+  /** Told the number of connected agents whenever it changes. */
+  onAgentCount?: (n: number) => void;
+  /** The highest protocol version spoken (default PROTOCOL_VERSION_MAX; 1 behaves as a hub from before version 2). */
+  protocolMax?: number;
+  /** What /healthz reports as the agents connected (a worker reports the whole hub's). */
+  hubAgentCount?: () => number;
 }
 
-/** An extra route: its status, content type and (maybe later) body. */
-export type RouteHandler = () => { status: number; contentType: string; body: string | Promise<string> };
+/** An extra route's answer: its status, content type and (maybe later) body. */
+export interface RouteAnswer { status: number; contentType: string; body: string | Promise<string> }
+/** An extra route (e.g. /metrics): its answer, now or later. */
+export type RouteHandler = () => RouteAnswer | Promise<RouteAnswer>;
 
 interface AgentConn {
   id: number;
@@ -67,25 +89,17 @@ interface AgentConn {
   helloSeq: number;
   /** The server closed this connection for being too slow (told apart from network breaks). */
   closedSlow?: boolean;
+  /** The protocol version this connection speaks (the lower of both ends' highest). */
+  protocol: number;
+  /** The agent's program version (protocol 2). */
+  version: string;
+  /** Connected at (ms since the epoch). */
+  since: number;
+  /** Told to move (balance or shutdown): not asked again, counted in movingCount. */
+  moving?: boolean;
 }
 
-export interface HubCounters {
-  snapshotsSent: number;
-  resumes: number;
-  deltasSentFrames: number;
-  bytesSent: number;
-  slowAgentDisconnects: number;
-  /** Clients refused: a missing or wrong token, or a protocol violation. */
-  rejectedClients: number;
-  /** Agents sent away after waiting aheadTimeoutMs for the hub. */
-  waitTimeouts: number;
-  /** Agents sent a reset snapshot (their state was from another store history). */
-  resetSnapshots: number;
-  /** Agents closed because the bytes queued to all agents passed maxTotalBackpressure. */
-  totalBackpressureDisconnects: number;
-}
-
-export class HubServer {
+export class HubServer implements Fanout {
   private readonly app: uWS.TemplatedApp;
   private listenSocket?: uWS.us_listen_socket;
   private readonly conns = new Set<uWS.WebSocket<AgentConn>>();
@@ -93,10 +107,7 @@ export class HubServer {
   private progressTimer?: NodeJS.Timeout;
   private nextId = 1;
   private liveCount = 0;
-  readonly counters: HubCounters = {
-    snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rejectedClients: 0,
-    waitTimeouts: 0, resetSnapshots: 0, totalBackpressureDisconnects: 0,
-  };
+  readonly counters: HubCounters;
   port = 0;
   private helloSeq = 0;
   private sweepTimer?: NodeJS.Timeout;
@@ -106,7 +117,7 @@ export class HubServer {
   private readonly lowWater: number;
   private readonly maxTotalBackpressure: number;
   /** Per-connection log lines (connect, disconnect, refusals) under a rate, see LogLimiter. */
-  private readonly connLog = new LogLimiter(HUB_DEFAULTS.connLogBurst, HUB_DEFAULTS.connLogPerSecond);
+  private readonly connLog: LogLimiter;
 
   /**
    * Reads the store's current revision with a request sent after the call (StoreSync.probe).
@@ -119,7 +130,14 @@ export class HubServer {
   /** Whether the hub's state is a list of the present (not still replaying history). */
   isCurrent: () => boolean = () => true;
 
-  constructor(private readonly state: HubState, private readonly opts: HubServerOptions, private readonly log: Logger) {
+  constructor(private readonly state: FanoutState, private readonly opts: HubServerOptions, private readonly log: Logger) {
+    // Worker threads split the hub's log rate: a storm writes as many lines as on one thread.
+    const share = opts.connLogShare ?? 1;
+    this.connLog = new LogLimiter(Math.max(1, Math.ceil(HUB_DEFAULTS.connLogBurst / share)), HUB_DEFAULTS.connLogPerSecond / share);
+    this.counters = opts.counters ?? {
+      snapshotsSent: 0, resumes: 0, deltasSentFrames: 0, bytesSent: 0, slowAgentDisconnects: 0, rejectedClients: 0,
+      waitTimeouts: 0, resetSnapshots: 0, totalBackpressureDisconnects: 0,
+    };
     // A catch-up batch never queues more than a quarter of what would get the agent closed.
     this.lowWater = Math.max(1, Math.min(HUB_DEFAULTS.catchUpLowWaterBytes, Math.floor(opts.maxBackpressure / 4)));
     this.maxTotalBackpressure = opts.maxTotalBackpressure
@@ -133,6 +151,8 @@ export class HubServer {
       onProgress: (rev, stale) => this.publishProgress(rev, stale),
       onReset: () => this.resetAll(),
       onCorrected: () => this.resendAll(),
+      onSnapshotReady: () => this.pumpAll(),
+      onGaps: () => this.pumpAll(),
     });
   }
 
@@ -160,7 +180,7 @@ export class HubServer {
     this.app.get('/healthz', (res) => {
       const ok = this.state.loaded && !this.state.stale && this.isCurrent();
       res.writeStatus(ok ? '200 OK' : '503 Service Unavailable').writeHeader('Content-Type', 'application/json')
-        .end(JSON.stringify({ ok, revision: this.state.revision, stale: this.state.stale, current: this.isCurrent(), agents: this.conns.size }));
+        .end(JSON.stringify({ ok, revision: this.state.revision, stale: this.state.stale, current: this.isCurrent(), agents: this.opts.hubAgentCount?.() ?? this.conns.size }));
     });
     for (const [path, handler] of Object.entries(this.opts.routes ?? {})) {
       this.app.get(path, (res) => this.serveRoute(path, handler, res));
@@ -181,7 +201,7 @@ export class HubServer {
       res.cork(() => res.writeStatus(status).writeHeader('Content-Type', contentType).end(body));
     };
     void (async () => {
-      const out = handler();
+      const out = await handler();
       return { ...out, body: await out.body };
     })().then(
       (out) => answer(String(out.status), out.contentType, out.body),
@@ -197,7 +217,7 @@ export class HubServer {
     // uWebSockets.js listens with SO_REUSEPORT on Linux: a second hub on a served port would
     // start and silently share the connections (DESIGN.md, Known traps). A plain bind without
     // that option fails on a port someone else holds: refuse to start then.
-    if (this.opts.port !== 0) await assertPortFree(this.opts.host, this.opts.port);
+    if (this.opts.port !== 0 && !this.opts.sharedPort) await assertPortFree(this.opts.host, this.opts.port);
     return new Promise((resolve, reject) => {
       this.app.listen(this.opts.host, this.opts.port, (sock) => {
         if (!sock) { reject(new Error(`cannot listen on ${this.opts.host}:${this.opts.port}`)); return; }
@@ -213,6 +233,53 @@ export class HubServer {
 
   get agentCount(): number { return this.conns.size; }
 
+  /** Agents told to move that are still connected. */
+  movingCount = 0;
+  private membersFrame?: Buffer;
+
+  /** The hub tier's members changed: agents of protocol 2 are told now, and when they go live. */
+  setMembers(frame: Buffer): void {
+    this.membersFrame = frame;
+    this.app.publish(MEMBERS_TOPIC, frame, true);
+  }
+
+  /**
+   * Asks up to `count` live agents of protocol 2 to move, the i-th to targets[i % n], each at a
+   * random moment within `spreadMs` (moves are paced: no hub sees a storm).
+   * They resume on the target from their revision. Returns how many were asked.
+   */
+  moveAgents(count: number, targets: readonly string[], reason: string, spreadMs: number): number {
+    if (targets.length === 0) return 0;
+    let asked = 0;
+    for (const ws of this.conns) {
+      if (asked >= count) break;
+      const conn = ws.getUserData();
+      if (conn.phase !== 'live' || conn.protocol < 2 || conn.moving) continue;
+      this.tellToMove(ws, Math.round(Math.random() * spreadMs), reason, targets[asked % targets.length]);
+      asked++;
+    }
+    return asked;
+  }
+
+  private tellToMove(ws: uWS.WebSocket<AgentConn>, afterMs: number, reason: string, to?: string): void {
+    const conn = ws.getUserData();
+    if (!conn.moving) { conn.moving = true; this.movingCount++; }
+    const frame: HubFrame = { t: 'move', afterMs, reason };
+    if (to && conn.protocol >= 2) frame.to = to;
+    this.sendFrame(ws, frame);
+  }
+
+  /** This server's agents, for /status. */
+  agents(): AgentInfo[] {
+    const out: AgentInfo[] = [];
+    for (const ws of this.conns) {
+      const c = ws.getUserData();
+      if (c.phase === 'closed') continue;
+      out.push({ id: c.id, node: c.node, version: c.version, remote: c.remote, phase: c.phase, rev: c.phase === 'live' ? this.state.revision : c.rev, since: c.since, queuedBytes: ws.getBufferedAmount(), protocol: c.protocol });
+    }
+    return out;
+  }
+
   /** Stops accepting connections (existing ones stay). */
   stopListening(): void {
     if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
@@ -223,22 +290,43 @@ export class HubServer {
    * Graceful shutdown: tell every agent to move, spread over `spreadMs` so they do not all land
    * on the other hubs at once, then wait for them to leave (or `spreadMs + graceMs`).
    */
-  async drainAgents(spreadMs: number, graceMs: number): Promise<void> {
+  async drainAgents(spreadMs: number, graceMs: number, targets: readonly string[] = []): Promise<void> {
     this.stopListening();
     const deadline = Date.now() + spreadMs + graceMs;
+    // Agents of protocol 2 are sent to the other members in turn, least loaded first, so they
+    // spread evenly; the others pick the next hub of their own list.
+    let i = 0;
     for (const ws of this.conns) {
       const afterMs = Math.round(Math.random() * spreadMs);
-      this.sendFrame(ws, { t: 'move', afterMs, reason: 'hub shutting down' });
+      this.tellToMove(ws, afterMs, 'hub shutting down', targets.length > 0 ? targets[i++ % targets.length] : undefined);
     }
     while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, HUB_DEFAULTS.drainCheckMs));
   }
 
   /** Stops the hub's server: no more connections, progress frames or agents. */
-  close(): void {
+  close(): Promise<void> {
     clearInterval(this.progressTimer);
     clearInterval(this.sweepTimer);
     this.stopListening();
     for (const c of [...this.conns]) c.close();
+    return Promise.resolve();
+  }
+
+  /**
+   * Closes every connection at once, listen socket included, without sending anything: for a
+   * worker thread that must end now (its agents reconnect and resume).
+   */
+  abort(): void {
+    clearInterval(this.progressTimer);
+    clearInterval(this.sweepTimer);
+    this.stopListening();
+    // TemplatedApp.close() (closes every socket of the app) is in this build but not in its types.
+    (this.app as unknown as { close(): void }).close();
+  }
+
+  /** Closes every agent connection with `code`/`reason` (they resume from their revision). */
+  closeAll(code: number, reason: string): void {
+    for (const ws of [...this.conns]) ws.end(code, reason);
   }
 
   /** uWebSockets.js says a connection is gone (whoever closed it). */
@@ -247,9 +335,11 @@ export class HubServer {
     clearTimeout(conn.helloTimer);
     clearTimeout(conn.waitTimer);
     if (conn.phase === 'live') this.liveCount--;
+    if (conn.moving) this.movingCount--;
     const wasPhase = conn.phase;
     conn.phase = 'closed';
     this.conns.delete(ws);
+    this.opts.onAgentCount?.(this.conns.size);
     this.waiting.delete(ws);
     const reason = message ? Buffer.from(message).toString() : '';
     // Only closes the hub decided for slowness count as slow: a 1006 is any broken connection
@@ -278,13 +368,14 @@ export class HubServer {
       res.writeStatus('401 Unauthorized').writeHeader('WWW-Authenticate', 'Bearer').end('unauthorized');
       return;
     }
-    const conn: AgentConn = { id: this.nextId++, remote, node: '', phase: 'hello', rev: 0, helloSeq: 0 };
+    const conn: AgentConn = { id: this.nextId++, remote, node: '', phase: 'hello', rev: 0, helloSeq: 0, protocol: 1, version: '', since: Date.now() };
     res.upgrade(conn, key, protocol, extensions, context);
   }
 
   private open(ws: uWS.WebSocket<AgentConn>): void {
     const conn = ws.getUserData();
     this.conns.add(ws);
+    this.opts.onAgentCount?.(this.conns.size);
     conn.helloTimer = setTimeout(() => this.reject(ws, 'no_hello', `no hello within ${this.opts.helloTimeoutMs} ms`), this.opts.helloTimeoutMs);
   }
 
@@ -300,6 +391,8 @@ export class HubServer {
       clearTimeout(conn.helloTimer);
       conn.node = frame.node.slice(0, 256);
       conn.rev = frame.rev;
+      conn.protocol = Math.max(PROTOCOL_VERSION, Math.min(this.opts.protocolMax ?? PROTOCOL_VERSION_MAX, Math.floor(frame.vmax ?? PROTOCOL_VERSION)));
+      if (conn.protocol >= 2) conn.version = (frame.ver ?? '').slice(0, 64);
       conn.helloSeq = ++this.helloSeq;
       this.logConn('info', { agent: conn.id, node: conn.node, remote: conn.remote, rev: frame.rev, hubRev: this.state.revision }, 'agent connected');
       if (!this.state.loaded || !this.isCurrent()) {
@@ -386,6 +479,13 @@ export class HubServer {
     });
   }
 
+  /** The highest revision an agent waits for this hub to reach (0 = none waits ahead). */
+  get maxWaitingRev(): number {
+    let max = 0;
+    for (const ws of this.waiting) max = Math.max(max, ws.getUserData().rev);
+    return max > this.state.revision ? max : 0;
+  }
+
   private anyWaitingAhead(): boolean {
     for (const ws of this.waiting) if (ws.getUserData().rev > this.state.revision) return true;
     return false;
@@ -434,6 +534,7 @@ export class HubServer {
       let buffered: number;
       while (conn.phase === 'catchup' && (buffered = ws.getBufferedAmount()) < this.lowWater) {
         const frames = conn.catchUp!.next(this.lowWater - buffered);
+        if (frames !== null && frames.length === 0) return; // its snapshot is on the way (onSnapshotReady)
         if (frames === null) {
           // Current: from here on pub/sub carries every delta. Tell the agent where the hub is.
           ws.subscribe(TOPIC);
@@ -441,11 +542,20 @@ export class HubServer {
           conn.catchUp = undefined;
           this.liveCount++;
           this.send(ws, this.progressFrame(this.state.revision, this.state.stale));
+          if (conn.protocol >= 2) {
+            ws.subscribe(MEMBERS_TOPIC);
+            if (this.membersFrame) this.send(ws, this.membersFrame);
+          }
           return;
         }
         for (const f of frames) if (!this.send(ws, f)) return;
       }
     });
+  }
+
+  /** A snapshot some catch-ups were waiting for is there: they go on. */
+  private pumpAll(): void {
+    for (const ws of [...this.conns]) if (ws.getUserData().phase === 'catchup') this.pump(ws);
   }
 
   /** Returns false when the frame could not be queued (the socket is being closed). */
@@ -558,7 +668,7 @@ export class HubServer {
 }
 
 /** Rejects when something on this machine already listens on host:port. */
-function assertPortFree(host: string, port: number): Promise<void> {
+export function assertPortFree(host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', (err: NodeJS.ErrnoException) => {

@@ -2,6 +2,7 @@
 // encoded frames agents are sent. Each delta is encoded exactly once here; the fan-out
 // sends those same bytes to every agent.
 import { encodeFrame, type DeltaFrame, type SnapshotFrame } from '../shared/protocol.js';
+import type { FanoutState, FrameRef, SnapshotParts, StateListener } from './fanout.js';
 import { DeltaHistory, type HistoryEntry } from './history.js';
 import type { RevisionChange } from './store/types.js';
 
@@ -17,24 +18,7 @@ export interface HubStateOptions {
 /** Gaps kept at most (relists within the history's span); a few per etcd outage. */
 const MAX_GAPS = 64;
 
-export interface StateListener {
-  /** A new delta; `frame` is the encoded DeltaFrame. */
-  onDelta(frame: Buffer, prev: number, rev: number): void;
-  /** The revision moved without a change to kept keys, or the stale flag flipped. */
-  onProgress(rev: number, stale: boolean): void;
-  /**
-   * The store's history was reset (its revision went backwards or its identity changed):
-   * every agent holds state from the old history and must be sent a reset snapshot.
-   */
-  onReset(rev: number): void;
-  /**
-   * A list at our own revision showed the state wrong (the store's watch missed a change; see
-   * replaceAll): no delta can carry that, so every connected agent is sent a snapshot again.
-   */
-  onCorrected?(rev: number): void;
-}
-
-export class HubState {
+export class HubState implements FanoutState {
   readonly entries = new Map<string, string>();
   /** The state is complete up to this revision (0 = nothing loaded yet). */
   revision = 0;
@@ -172,6 +156,32 @@ export class HubState {
       // Stryker disable next-line ArrayDeclaration: the replacement gap is a string, which compares false with every number: it contains no revision, and the next noteGap filters it out before counting
       this.gaps = [];
     }
+    this.listener?.onGaps?.(this.gaps);
+  }
+
+  /** Revisions unknown to this hub, as open intervals (see gaps); for the worker threads' view. */
+  get unknownRevisions(): ReadonlyArray<readonly [number, number]> { return this.gaps; }
+
+  /**
+   * A gap the store is about to prove empty or real (StoreSync.watchSaw): an agent at a revision
+   * inside it waits for the answer instead of being sent a snapshot at once.
+   */
+  pendingGap?: readonly [number, number];
+
+  /** Whether the state at `rev` is about to be known (see pendingGap). */
+  pending(rev: number): boolean {
+    return this.pendingGap !== undefined && this.pendingGap[0] < rev && rev < this.pendingGap[1];
+  }
+
+  setPendingGap(gap: readonly [number, number] | undefined): void {
+    this.pendingGap = gap;
+    this.listener?.onGaps?.(this.gaps);
+  }
+
+  /** The store proved the span (lo, hi) held no change after all (StoreSync.watchSaw): it is known. */
+  forgetGap(lo: number, hi: number): void {
+    this.gaps = this.gaps.filter(([l, h]) => l !== lo || h !== hi);
+    this.setPendingGap(undefined);
   }
 
   /** Whether the state at `rev` is unknown to this hub (see gaps). */
@@ -191,14 +201,17 @@ export class HubState {
     return this.history.framesAfter(rev);
   }
 
+  /** The history holds its frames: they are never gone while an entry is referenced. */
+  frameOf(ref: FrameRef): Buffer { return (ref as HistoryEntry).frame; }
+
   /** The snapshot frames of the current state, encoded once per revision and shared. */
-  snapshotFrames(): { rev: number; frames: Buffer[] } {
+  snapshotFrames(): SnapshotParts {
     if (this.snapshotCache?.rev !== this.revision) this.snapshotCache = { rev: this.revision, frames: this.encodeSnapshot(false) };
     return this.snapshotCache;
   }
 
   /** The same snapshot marked `reset` (see SnapshotFrame.reset), also encoded once per revision. */
-  resetSnapshotFrames(): { rev: number; frames: Buffer[] } {
+  resetSnapshotFrames(): SnapshotParts {
     if (this.resetSnapshotCache?.rev !== this.revision) this.resetSnapshotCache = { rev: this.revision, frames: this.encodeSnapshot(true) };
     return this.resetSnapshotCache;
   }
@@ -289,6 +302,7 @@ export class HubState {
     this.gaps = [];
     this.snapshotCache = undefined;
     this.resetSnapshotCache = undefined;
+    this.listener?.onGaps?.(this.gaps);
     this.listener?.onProgress(rev, this.stale);
   }
 }

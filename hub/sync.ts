@@ -25,6 +25,13 @@ export interface Probe {
   clusterId: string;
 }
 
+/** What fresh reads said of an answer that looked like another history (StoreSync.suspectReset). */
+interface ResetVerdict {
+  confirmed: boolean;
+  /** The last read: the store's revision to go by. */
+  probe: Probe;
+}
+
 export class StoreSync {
   private watch?: StoreWatch;
   private stopped = false;
@@ -50,7 +57,7 @@ export class StoreSync {
   onCurrent?: () => void;
 
   constructor(
-    private readonly store: Store,
+    readonly store: Store,
     private readonly prefix: string,
     private readonly state: HubState,
     private readonly log: Logger,
@@ -79,10 +86,17 @@ export class StoreSync {
     await this.store.close();
   }
 
+  private relisting = false;
+  /** A relist was asked for while one ran (a reset confirmed meanwhile): run another after it. */
+  private relistAgain = false;
+
   /** Lists and watches again now; on failure retries with backoff, serving the last state as stale. */
   private async relist(): Promise<void> {
+    if (this.relisting) { this.relistAgain = true; return; } // never two watches at once
+    this.endGapCheck();
     if (this.stopped) return;
     clearTimeout(this.retryTimer);
+    this.relisting = true;
     try {
       await this.listAndWatch();
       this.backoff.reset();
@@ -94,6 +108,12 @@ export class StoreSync {
       this.log.warn({ err: (err as Error).message, retryInMs: Math.round(delay) },
         this.state.loaded ? 'store list/watch failed; serving last state as stale' : 'store list/watch failed; no state to serve yet');
       this.retryTimer = setTimeout(() => void this.relist(), delay);
+    } finally {
+      this.relisting = false;
+    }
+    if (this.relistAgain) {
+      this.relistAgain = false;
+      void this.relist();
     }
   }
 
@@ -128,7 +148,16 @@ export class StoreSync {
     const listed = prefill ?? (await this.store.list(this.prefix));
     if (this.stopped) return;
     const epoch = this.store.clusterId ?? '';
-    const resetWhy = first ? undefined : (this.resetPending ?? this.resetReason(listed, this.state.revision));
+    if (!first && this.resetPending === undefined) {
+      const looks = this.resetReason({ revision: listed.revision, clusterId: epoch }, this.state.revision);
+      if (looks !== undefined) {
+        // One answer is not believed (see suspectReset): this list is retried, and a confirmed
+        // reset makes the next one reset the state.
+        this.suspectReset(looks).catch(() => { /* logged there; a later answer asks again */ });
+        throw new Error(`${looks}: not believed until fresh reads confirm it`);
+      }
+    }
+    const resetWhy = first ? undefined : this.resetPending;
     if (resetWhy !== undefined) {
       this.resetFromList(listed, epoch, resetWhy);
     } else {
@@ -142,18 +171,25 @@ export class StoreSync {
     this.watch = await this.store.watch(this.prefix, this.state.revision, {
       onChanges: (changes) => {
         if (this.held) { for (const c of changes) this.held.push(c); return; }
-        for (const c of changes) this.state.apply(c);
+        for (const c of changes) { this.watchSaw(c.revision); this.state.apply(c); }
       },
-      onProgress: (rev) => { if (!this.held) this.state.advance(rev); },
+      onProgress: (rev) => { if (!this.held) { this.watchSaw(rev); this.state.advance(rev); } },
       onLost: (reason) => {
+        this.endGapCheck();
         this.watch = undefined; // dead already; nothing to cancel
         this.log.warn({ reason, revision: this.state.revision }, 'store watch lost; listing again');
         void this.relist();
       },
       onDisconnected: (reason) => {
+        this.endGapCheck(); // the watch may be re-created past revisions it never showed
         this.disconnects++;
         this.log.warn({ reason }, this.state.loaded ? 'store disconnected; serving last state as stale' : 'store disconnected');
         this.state.setStale(true);
+      },
+      onSource: (source, previous, reason) => {
+        const fields = { member: source.name, memberId: source.id, url: source.url, reason };
+        if (previous) this.log.warn({ ...fields, from: previous.name, fromId: previous.id, fromUrl: previous.url }, 'store watch moved to another etcd member');
+        else this.log.info(fields, 'store watch on etcd member');
       },
       onReconnected: () => {
         this.log.info('store reconnected');
@@ -256,7 +292,46 @@ export class StoreSync {
   private releaseHeld(): void {
     const held = this.held;
     this.held = undefined;
-    if (held) for (const c of held) this.state.apply(c);
+    if (held) for (const c of held) { this.watchSaw(c.revision); this.state.apply(c); }
+  }
+
+  /**
+   * A list of the present that jumped (lo → hi) with nothing to publish, while one watch ran all
+   * along: the span is noted as unknown (HubState gaps: an agent at a revision inside it gets a
+   * snapshot) only because the watch has not shown yet that it went through the span without a
+   * change. Its first event or progress beyond hi proves that (a watch delivers in order), and
+   * the gap is forgotten; an event inside the span proves the gap real. Until then the hub does
+   * not take part in the tier's balance (hub/members.ts: no agent is sent here for a snapshot).
+   * Seen with the registry's writes, which move etcd's revision under no kept key.
+   */
+  private gapCheck?: { lo: number; hi: number; since: number };
+
+  /** A gap is being checked, for at most HUB_DEFAULTS.gapCheckMaxMs (a quiet prefix may never prove it). */
+  get checkingGap(): boolean { return this.gapCheck !== undefined; }
+
+  private watchSaw(rev: number): void {
+    const g = this.gapCheck;
+    if (!g || rev <= g.lo) return;
+    this.endGapCheck();
+    if (rev > g.hi) this.state.forgetGap(g.lo, g.hi);
+  }
+
+  private gapCheckTimer?: NodeJS.Timeout;
+
+  private startGapCheck(lo: number, hi: number): void {
+    this.gapCheck = { lo, hi, since: Date.now() };
+    this.state.setPendingGap([lo, hi]);
+    clearTimeout(this.gapCheckTimer);
+    this.gapCheckTimer = setTimeout(() => this.endGapCheck(), HUB_DEFAULTS.gapCheckMaxMs);
+    this.gapCheckTimer.unref();
+  }
+
+  /** The check is over (answered, given up, or its watch is gone): the gap stays as it is. */
+  private endGapCheck(): void {
+    if (!this.gapCheck) return;
+    this.gapCheck = undefined;
+    clearTimeout(this.gapCheckTimer);
+    if (this.state.pendingGap) this.state.setPendingGap(undefined);
   }
 
   private async runPresentList(why: string): Promise<void> {
@@ -266,17 +341,19 @@ export class StoreSync {
     try {
       const listed = await this.store.list(this.prefix);
       if (this.stopped) return;
-      const why = this.resetReason(listed, before);
-      if (why !== undefined) {
-        // Another history: the re-list that follows replaces everything; what the watch sent
-        // meanwhile belongs to whichever history it was on, and is not worth keeping.
-        this.held = undefined;
-        this.listingPresent = false;
-        this.storeReset(why);
-        return;
+      const looks = this.resetReason({ revision: listed.revision, clusterId: this.store.clusterId ?? '' }, before);
+      if (looks !== undefined) {
+        // Another history — or a stale member's answer (see suspectReset). The watch's changes
+        // held meanwhile are applied (catch, below); a confirmed reset re-lists everything, and
+        // an unconfirmed one lists the present again, for the same reason.
+        const again = () => { if (this.current) this.listPresent(why); }; // (not current: the catch retries)
+        this.suspectReset(looks).then((v) => { if (!v.confirmed) again(); }, again);
+        throw new Error(`${looks}: not believed until fresh reads confirm it`);
       }
       const corrections = this.state.corrections;
+      const published = this.state.deltasPublished;
       this.state.replaceAll(listed.revision, listed.kvs);
+      if (listed.revision > before + 1 && this.state.deltasPublished === published && this.watch) this.startGapCheck(before, listed.revision);
       if (this.state.corrections !== corrections) {
         this.log.error({ revision: listed.revision, why },
           'the store listed another state than ours at our own revision: its watch missed a change; corrected, and every agent is sent a snapshot');
@@ -339,10 +416,9 @@ export class StoreSync {
       this.probes++;
       const revision = await this.store.currentRevision();
       const clusterId = this.store.clusterId ?? '';
-      if (this.state.loaded && !this.stopped) {
-        if (revision < before) this.storeReset(`the store's revision is ${revision}, below ours (${before})`);
-        else if (this.state.epoch !== '' && clusterId !== '' && clusterId !== this.state.epoch) this.storeReset(`the store's cluster id is ${clusterId}, ours ${this.state.epoch}`);
-      }
+      const looks = this.state.loaded && !this.stopped ? this.resetReason({ revision, clusterId }, before) : undefined;
+      // Callers compare agents' revisions with the answer: it must not be a stale member's.
+      if (looks !== undefined) return (await this.suspectReset(looks)).probe;
       return { revision, clusterId };
     };
     this.probeInFlight = run().finally(() => { this.probeInFlight = undefined; });
@@ -365,12 +441,54 @@ export class StoreSync {
     void this.relist();
   }
 
-  /** Why a list taken when the state was at `ours` shows another history; undefined if it does not. */
-  private resetReason(listed: ListResult, ours: number): string | undefined {
-    const clusterId = this.store.clusterId ?? '';
-    if (listed.revision < ours) return `the store listed at revision ${listed.revision}, below ours (${ours})`;
-    if (this.state.epoch !== '' && clusterId !== '' && clusterId !== this.state.epoch) return `the store's cluster id is ${clusterId}, ours ${this.state.epoch}`;
+  /** Why an answer (a list's or a revision read's) asked for when the state was at `ours` shows another history; undefined if it does not. */
+  private resetReason(answer: Probe, ours: number): string | undefined {
+    if (answer.revision < ours) return `the store answered at revision ${answer.revision}, below ours (${ours})`;
+    if (this.state.epoch !== '' && answer.clusterId !== '' && answer.clusterId !== this.state.epoch) return `the store's cluster id is ${answer.clusterId}, ours ${this.state.epoch}`;
     return undefined;
+  }
+
+  /** Answers that looked like another history and that fresh reads did not confirm (/metrics). */
+  staleAnswers = 0;
+  private suspicion?: Promise<ResetVerdict>;
+
+  /**
+   * An answer says the store's history went backwards. Believed at once, a stale answer would
+   * reset the hub — and every agent, with reset snapshots — to a state long gone: a member of
+   * etcd 3.4 that was paused answers even linearizable reads from its old state for a moment
+   * after it resumes (etcd-io/etcd#20418; a SIGSTOP test saw an agent's stream go from 105
+   * back to 15). So it is believed only when HUB_DEFAULTS.resetConfirmReads fresh revision
+   * reads, each sent after the one before answered, agree; the first that shows our history
+   * ends it. Concurrent suspicions share one confirmation. Rejects when a read fails (the
+   * next answer that looks the same asks again).
+   */
+  private suspectReset(why: string): Promise<ResetVerdict> {
+    if (!this.suspicion) {
+      this.log.warn({ why, confirmReads: HUB_DEFAULTS.resetConfirmReads },
+        'the store answered as if its history went backwards; checking with fresh reads before believing it (a paused etcd member can answer stale: etcd-io/etcd#20418)');
+      this.suspicion = this.confirmReset(why).finally(() => { this.suspicion = undefined; });
+      this.suspicion.catch((err: Error) => this.log.warn({ why, err: err.message }, 'could not confirm that the store\'s history went backwards; not resetting'));
+    }
+    return this.suspicion;
+  }
+
+  private async confirmReset(why: string): Promise<ResetVerdict> {
+    let last: Probe = { revision: 0, clusterId: '' };
+    for (let agreeing = 0; agreeing < HUB_DEFAULTS.resetConfirmReads; agreeing++) {
+      await new Promise((r) => setTimeout(r, HUB_DEFAULTS.resetConfirmIntervalMs));
+      if (this.stopped) throw new Error('stopped');
+      const ours = this.state.revision;
+      this.probes++;
+      last = { revision: await this.store.currentRevision(), clusterId: this.store.clusterId ?? '' };
+      if (this.resetReason(last, ours) === undefined) {
+        this.staleAnswers++;
+        this.log.warn({ why, revision: last.revision, ours },
+          'a fresh read shows our history: that answer was stale (an etcd member behind its cluster); ignored, nothing reset');
+        return { confirmed: false, probe: last };
+      }
+    }
+    this.storeReset(`${why}; ${HUB_DEFAULTS.resetConfirmReads} fresh reads ${HUB_DEFAULTS.resetConfirmIntervalMs} ms apart agree`);
+    return { confirmed: true, probe: last };
   }
 
   private resetFromList(listed: ListResult, epoch: string, why: string): void {

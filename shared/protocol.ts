@@ -9,13 +9,24 @@
 // 2^53, so a JS number carries them exactly.
 import { Packr } from 'msgpackr';
 
+/**
+ * The protocol's base version, which every hub and agent speaks. A hello says `v` (the base)
+ * and `vmax` (the highest it speaks); the connection then uses the lower of the two ends'
+ * highest. Hubs of version 1 check `v` only and ignore `vmax`, agents of version 1 send no
+ * `vmax`: so a rolling upgrade works in both orders.
+ *   1 — snapshots, deltas, progress, move, err;
+ *   2 — adds the `members` frame (the hub tier's live members), `move` with a target `to`, and
+ *       the agent's version in the hello.
+ */
 export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION_MAX = 2;
 
 /**
  * agent → hub, first frame on a connection. `rev` is the agent's revision (0 = nothing);
- * `epoch` the store identity its state came from (optional: older agents do not send it).
+ * `epoch` the store identity its state came from (optional: older agents do not send it);
+ * `vmax` the highest protocol version it speaks (absent: 1); `ver` its program version.
  */
-export interface HelloFrame { t: 'hello'; v: number; node: string; rev: number; epoch?: string }
+export interface HelloFrame { t: 'hello'; v: number; node: string; rev: number; epoch?: string; vmax?: number; ver?: string }
 
 /**
  * hub → agent: the whole state at `rev`, in parts. Parts of one snapshot share `rev`;
@@ -48,13 +59,22 @@ export interface DeltaFrame { t: 'delta'; prev: number; rev: number; puts: Array
  */
 export interface ProgressFrame { t: 'prog'; rev: number; stale: boolean; pi?: number; epoch?: string }
 
-/** hub → agent: please reconnect elsewhere (or here again) after `afterMs`. Sent on graceful shutdown. */
-export interface MoveFrame { t: 'move'; afterMs: number; reason: string }
+/**
+ * hub → agent: please reconnect elsewhere (or here again) after `afterMs`. Sent on graceful
+ * shutdown, and (version 2) to balance the hub tier: `to` is then the hub to move to.
+ */
+export interface MoveFrame { t: 'move'; afterMs: number; reason: string; to?: string }
+
+/** One live hub of the tier, as the membership registry has it. */
+export interface MemberInfo { url: string; agents: number }
+
+/** hub → agent (version 2): the hub tier's live members; sent on going live and when they change. */
+export interface MembersFrame { t: 'members'; hubs: MemberInfo[] }
 
 /** either direction: a fatal problem; the sender closes the connection after it. */
 export interface ErrorFrame { t: 'err'; code: string; msg: string }
 
-export type HubFrame = SnapshotFrame | DeltaFrame | ProgressFrame | MoveFrame | ErrorFrame;
+export type HubFrame = SnapshotFrame | DeltaFrame | ProgressFrame | MoveFrame | MembersFrame | ErrorFrame;
 export type AgentFrame = HelloFrame;
 export type Frame = HubFrame | AgentFrame;
 
@@ -93,7 +113,8 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   const f = value as Record<string, unknown>;
   switch (f.t) {
     case 'hello':
-      if (typeof f.v !== 'number' || typeof f.node !== 'string' || !isRevision(f.rev) || !isOptional(f.epoch, 'string')) break;
+      if (typeof f.v !== 'number' || typeof f.node !== 'string' || !isRevision(f.rev) || !isOptional(f.epoch, 'string')
+        || !isOptional(f.vmax, 'number') || !isOptional(f.ver, 'string')) break;
       return f as unknown as HelloFrame;
     case 'snap':
       if (!isRevision(f.rev) || typeof f.part !== 'number' || typeof f.last !== 'boolean' || !isPairs(f.puts)
@@ -106,8 +127,11 @@ export function decodeFrame(bytes: Uint8Array): Frame {
       if (!isRevision(f.rev) || !isOptional(f.pi, 'number') || !isOptional(f.epoch, 'string')) break;
       return f as unknown as ProgressFrame;
     case 'move':
-      if (typeof f.afterMs !== 'number') break;
+      if (typeof f.afterMs !== 'number' || !isOptional(f.to, 'string')) break;
       return f as unknown as MoveFrame;
+    case 'members':
+      if (!Array.isArray(f.hubs) || !f.hubs.every((h) => h !== null && typeof h === 'object' && typeof (h as MemberInfo).url === 'string' && typeof (h as MemberInfo).agents === 'number')) break;
+      return f as unknown as MembersFrame;
     case 'err':
       if (typeof f.code !== 'string' || typeof f.msg !== 'string') break;
       return f as unknown as ErrorFrame;

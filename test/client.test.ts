@@ -14,7 +14,8 @@ import { pino } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { Cache } from '../agent/cache.js';
 import { HubClient, type HubClientOptions } from '../agent/client.js';
-import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type HelloFrame, type HubFrame } from '../shared/protocol.js';
+import { decodeFrame, encodeFrame, PROTOCOL_VERSION, PROTOCOL_VERSION_MAX, type HelloFrame, type HubFrame } from '../shared/protocol.js';
+import { VERSION } from '../shared/version.js';
 import { freePort } from '../testkit/ports.js';
 
 // ---- fake hubs --------------------------------------------------------------------------------
@@ -211,7 +212,7 @@ test('a client needs at least one hub, and a CA file that exists', (t) => {
 
 test('before it starts, the status says nothing has happened', (t) => {
   const h = clientOn(t, ['ws://127.0.0.1:1/']);
-  t.deepEqual(h.client.status, { hub: '', connected: false, live: false, hubRevision: 0, lastFrameAt: 0, reconnects: 0, snapshots: 0, resets: 0, lastError: '' });
+  t.deepEqual(h.client.status, { hub: '', connected: false, live: false, hubRevision: 0, lastFrameAt: 0, reconnects: 0, snapshots: 0, resets: 0, lastError: '', members: [], moves: 0 });
   t.is(h.client.silenceTimeoutMs, 60_000);
 });
 
@@ -225,7 +226,7 @@ test('a fresh agent says hello with the protocol version, its node name and revi
   const hello = hub.nextHello();
   h.client.start();
   const conn = await hello;
-  t.deepEqual(conn.hello, { t: 'hello', v: PROTOCOL_VERSION, node: 'node1', rev: 0 });
+  t.deepEqual(conn.hello, { t: 'hello', v: PROTOCOL_VERSION, vmax: PROTOCOL_VERSION_MAX, ver: VERSION, node: 'node1', rev: 0 });
   t.is(conn.request.headers.authorization, undefined, 'no token, no authorization header');
   t.is(conn.request.headers['sec-websocket-extensions'], undefined, 'no per-message deflate: frames are encoded once for every agent');
   await h.until(() => h.client.status.connected, 'connected');
@@ -256,7 +257,7 @@ test('an agent with state resumes from its revision and names the store it came 
     const hello = hub.nextHello();
     h.client.start();
     const conn = await hello;
-    t.deepEqual(conn.hello, { t: 'hello', v: PROTOCOL_VERSION, node: 'node1', ...c.hello });
+    t.deepEqual(conn.hello, { t: 'hello', v: PROTOCOL_VERSION, vmax: PROTOCOL_VERSION_MAX, ver: VERSION, node: 'node1', ...c.hello });
     h.client.stop();
   }
 });

@@ -90,6 +90,13 @@ const hubCases: Array<[string, string[], RegExp]> = [
   ['an unknown --store', ['--store', 'nosuch', '--listen', '127.0.0.1:0'], /invalid value "nosuch" for flag --store/],
   ['--tls-cert without --tls-key', [...MEMORY, '--tls-cert', A_FILE], /--tls-cert and --tls-key go together/],
   ['a token file that is too short', [...MEMORY, '--token-file', 'SHORT'], /is shorter than 16 characters/],
+  // The hub tier's registry (hub/members.ts): a TTL under two refresh periods would drop a live
+  // hub from the registry between two of its own writes; a registry inside the ranges agents
+  // are sent would reach every node, records and all.
+  ['a --members-ttl shorter than two --members-refresh periods', [...MEMORY, '--members-refresh', '2000', '--members-ttl', '3'], /--members-ttl 3 s is shorter than two --members-refresh periods/],
+  ['a --members-ttl just under two --members-refresh periods (2 s, 2 x 1001 ms)', [...MEMORY, '--members-ttl', '2', '--members-refresh', '1001'], /--members-ttl 2 s is shorter than two --members-refresh periods/],
+  ['a --members-prefix inside the key ranges agents are sent', [...MEMORY, '--members-prefix', '/lain/config/hubs/'], /--members-prefix \/lain\/config\/hubs\/ is inside the key ranges agents are sent/],
+  ['a --members-prefix inside the agents\' ranges of another --prefix', [...MEMORY, '--prefix', '/other/', '--members-prefix', '/other/nodes/nodes/hubs'], /--members-prefix \/other\/nodes\/nodes\/hubs is inside the key ranges agents are sent/],
 ];
 
 for (const [what, args, reason] of hubCases) {
@@ -113,26 +120,27 @@ function tokenWarnings(r: Run): Array<Record<string, unknown>> {
 }
 
 test('a token file every user can read is warned about, naming the file and its mode; 0640 is not', async (t) => {
-  for (const [program, args] of [['agent', [...WEB, '-hub', HUB, '-token-file']], ['hub', [...MEMORY, '--token-file']]] as const) {
-    const open = await run(program, [...args, join(dir, 'token-0644')]);
+  // The six starts at once (each waits for its program to come up).
+  await Promise.all(([['agent', [...WEB, '-hub', HUB, '-token-file']], ['hub', [...MEMORY, '--token-file']]] as const).map(async ([program, args]) => {
+    const [open, writable, group] = await Promise.all(['token-0644', 'token-0666', 'token-0640'].map((f) => run(program, [...args, join(dir, f)])));
     t.true(open.started, `${program} starts: the warning does not stop it\n${open.stdout}${open.stderr}`);
     const [warning, ...more] = tokenWarnings(open);
     t.truthy(warning, `${program} warns\n${open.stdout}`);
     t.is(more.length, 0);
     t.like(warning, { file: join(dir, 'token-0644'), mode: '0644' });
     t.regex(String(warning.msg), new RegExp(`token file ${join(dir, 'token-0644')} is readable by every user \\(mode 0644\\)`));
-    const writable = await run(program, [...args, join(dir, 'token-0666')]);
     t.regex(String(tokenWarnings(writable)[0]?.msg), /readable and writable by every user \(mode 0666\)/);
-    const group = await run(program, [...args, join(dir, 'token-0640')]);
     t.true(group.started, `${program} starts with a 0640 token file\n${group.stdout}${group.stderr}`);
     t.deepEqual(tokenWarnings(group), [], `no warning for 0640 (${program})`);
-  }
+  }));
 });
 
 test('the agent and hub still start with a sane command line (the refusals are not blanket)', async (t) => {
   const agent = await run('agent', [...WEB, '-hub', `${HUB},wss://127.0.0.1:2/path`, '-ip', '::1', '-noauth=false', '-silence-timeout', '1000', '-reconnect-max', '200', '-grpc.addr=:0']);
   t.true(agent.started, agent.stdout + agent.stderr);
-  const hub = await run('hub', [...MEMORY, '--seed', join(dir, 'seed.json'), '--history-count', '1', '--history-prefill', '0', '--progress-interval', '100', '--shutdown-spread', '0']);
+  const hub = await run('hub', [...MEMORY, '--seed', join(dir, 'seed.json'), '--history-count', '1', '--history-prefill', '0', '--progress-interval', '100', '--shutdown-spread', '0',
+    // Exactly two refresh periods is enough; a registry beside the agents' ranges is fine.
+    '--members-refresh', '1000', '--members-ttl', '2', '--members-prefix', '/lain/deployd/hubs/']);
   t.true(hub.started, hub.stdout + hub.stderr);
 });
 

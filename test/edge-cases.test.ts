@@ -292,6 +292,14 @@ test('IPv4-mapped and IPv6 loopback callers are local', (t) => {
   t.is(ask(small.endpoints, '/v2/procwatcher?appname=hello', '::ffff:172.20.0.11').status, 200);
 });
 
+test('IPv4-mapped callers are their IPv4 address for every check: container, super app, portal', (t) => {
+  const { endpoints } = state(false);
+  t.is(ask(endpoints, '/v2/procwatcher?appname=hello', '::ffff:172.20.0.11').status, 200, 'pass: own app');
+  t.is(ask(endpoints, '/v2/procwatcher?appname=*', '::ffff:172.20.0.11').status, 400, 'pass: not every app');
+  t.is(ask(endpoints, '/v2/procwatcher?appname=redis-service', '::ffff:172.20.0.32').status, 200, 'pass: the portal\'s service');
+  t.deepEqual(ask(endpoints, '/appname?ip=::ffff:172.20.0.11:80'), { status: 200, body: '{"appname":"hello"}' }, 'an asked-for address in the mapped form, with a port');
+});
+
 test('localspecquery without a node and without -ip is "empty key"', (t) => {
   const endpoints = createEndpoints({ indexes: small.indexes, nodeIp: '', hostname: HOSTNAME, noauth: false });
   t.deepEqual(ask(endpoints, '/v2/localspecquery', '127.0.0.1'), { status: 500, body: 'empty key' });

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -7,6 +7,7 @@ import path from 'node:path';
 import test from 'ava';
 import { compact, currentRevision, etcdClient, putAll, startEtcd, v2Delete, v2Get, v2Put } from '../testkit/etcd.js';
 import { httpGet, openStream, rawRequest } from '../testkit/http.js';
+import { retryPrematureReconfiguration } from '../testkit/etcd-cluster.js';
 import { freePorts } from '../testkit/ports.js';
 import { startNodeProgram, waitFor } from '../testkit/procs.js';
 
@@ -66,6 +67,10 @@ test('freePorts returns distinct ports that can be bound', async (t) => {
   const ports = await freePorts(5);
   t.is(new Set(ports).size, 5);
   for (const port of ports) t.true(port > 0 && port < 65536);
+  // Below the ephemeral range (the source ports of outgoing connections, which could take a
+  // handed-out port before the program listens on it).
+  const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  for (const port of ports) t.true(port < low, `${port} is below the ephemeral range from ${low}`);
 });
 
 test('waitFor resolves when the condition holds and names what it waited for on timeout', async (t) => {
@@ -232,4 +237,36 @@ test('rawRequest gives up after timeoutMs when the server keeps the connection o
   // before Date.now() says it is due, and the machine's load is not the subject.
   const answer = await rawRequest(port, '127.0.0.1', 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 100 });
   t.is(answer.length, 0);
+});
+
+// The CI failure of 2026-12-02: memberAdd straight after a removal was refused with
+// "14 UNAVAILABLE: etcdserver: unhealthy cluster" and the rejoin test failed on a refusal that
+// a moment later would have been an answer.
+test('a membership change etcd refuses as premature is made again; any other error, or a refusal past the deadline, is thrown at once', async (t) => {
+  const refusal = (message: string) => Object.assign(new Error(`14 UNAVAILABLE: etcdserver: ${message}`), { name: 'GRPCUnavailableError' });
+  let calls = 0;
+  const added = await retryPrematureReconfiguration('member 2 added back', async () => {
+    calls += 1;
+    if (calls === 1) throw refusal('unhealthy cluster');
+    if (calls === 2) throw refusal('re-configuration failed due to not enough started members');
+    return 'member 7';
+  }, { intervalMs: 1 });
+  t.is(added, 'member 7');
+  t.is(calls, 3);
+
+  calls = 0;
+  const other = await t.throwsAsync(retryPrematureReconfiguration('member 2 added back', async () => {
+    calls += 1;
+    throw refusal('Peer URLs already exists');
+  }, { intervalMs: 1 }));
+  t.is(calls, 1, 'an error that may follow a change that was made is not retried');
+  t.regex(other.message, /^member 2 added back: .*Peer URLs already exists/);
+
+  calls = 0;
+  const late = await t.throwsAsync(retryPrematureReconfiguration('member 2 added back', async () => {
+    calls += 1;
+    throw refusal('unhealthy cluster');
+  }, { timeoutMs: 30, intervalMs: 5 }));
+  t.true(calls > 1);
+  t.regex(late.message, /^member 2 added back: .*unhealthy cluster/);
 });

@@ -200,8 +200,10 @@ test.serial('many streams watching the same thing cost one encoding per change, 
   const hello = fixtureKvs('cluster-small')['/lain/deployd/pod_groups/hello/hello.worker.cron'];
   store.put('/lain/deployd/pod_groups/hello/hello.worker.cron', hello.replace('"InstanceNo":1', '"InstanceNo":7'));
   for (const s of streams) await s.waitFor((e) => e.event === 'update', 3000);
-  const after = JSON.parse((await httpGet(`${base}/debug`)).body) as { answers: { renders: number } };
+  const after = JSON.parse((await httpGet(`${base}/debug`)).body) as { answers: { renders: number; held: number; dropped: number } };
   t.is(after.answers.renders - before.answers.renders, 1);
+  t.true(after.answers.held >= 1, '/debug shows the answers the cache holds');
+  t.is(after.answers.dropped, 0, 'and how many its sweeps dropped (none here: no sweep has run)');
   const frames = new Set(streams.map((s) => s.raw().slice(s.raw().indexOf('event: update'))));
   t.is(frames.size, 1, 'the same bytes went to every stream');
   for (const s of streams) s.close();

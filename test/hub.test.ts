@@ -109,7 +109,9 @@ test('an agent whose revision is beyond the store (another history: etcd restore
 
 test('an agent whose state is from another store identity (rebuilt etcd) gets a reset snapshot even below our revision', async (t) => {
   const store = new MemoryStore(seed);
-  const hub = await hubOn(store);
+  // The identity is set on the state directly: a hub serving on its own thread (no worker
+  // learns of a change made behind the ring's back).
+  const hub = await hubOn(store, { workers: 0 });
   hub.state.epoch = 'cluster-b';
   const a = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: 1, epoch: 'cluster-a' });
   await a.until(() => a.of('prog').length > 0);
@@ -161,8 +163,7 @@ test('rogue clients get an error frame and are closed; everyone else keeps being
 
 test('a client that never says hello is closed', async (t) => {
   const store = new MemoryStore(seed);
-  const hub = await hubOn(store);
-  (hub.server as unknown as { opts: { helloTimeoutMs: number } }).opts.helloTimeoutMs = 200;
+  const hub = await hubOn(store, { helloTimeoutMs: 200 });
   const silent = new FakeAgent(hub.port);
   await silent.until(() => silent.closed !== undefined);
   t.is(silent.of('err')[0]?.code, 'no_hello');

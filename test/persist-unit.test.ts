@@ -10,7 +10,7 @@ import { mock } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { Cache } from '../agent/cache.js';
-import { decodeState, encodeState, StatePersister, type SavedState } from '../agent/persist.js';
+import { CHUNK_BYTES, decodeState, encodeState, FS_IO, StatePersister, type SavedState } from '../agent/persist.js';
 import { collectGarbage } from '../shared/gc.js';
 import { decodeFrame, encodeFrame } from '../shared/protocol.js';
 import { capturingLogger, configEntries, fileState, persisterIn, tempDir } from './helpers/persist.js';
@@ -22,7 +22,7 @@ const B: [string, string] = ['/lain/config/b', '2'];
 // 1. The file follows the state; no other encoder is disturbed
 // ---------------------------------------------------------------------------
 
-test('many saves in a row: each file holds the live state, long and non-ASCII values included', (t) => {
+test('many saves in a row: each file holds the live state, long and non-ASCII values included', async (t) => {
   const { cache, persister } = persisterIn(tempDir(t));
   cache.replace(1, configEntries(50, 10), 'hub');
   // Around msgpackr's 64-character switch to its native UTF-8 writer, str8/16/32 boundaries, multi-byte text.
@@ -31,7 +31,7 @@ test('many saves in a row: each file holds the live state, long and non-ASCII va
   persister.onSaved = () => saves++;
   for (let i = 0; i < values.length * 2; i++) {
     cache.applyDelta(cache.revision + 1, [[`/lain/config/long${i % values.length}`, values[i % values.length]]], i % 3 === 0 ? ['/lain/config/k00000'] : []);
-    persister.saveNow();
+    await persister.saveNow();
     t.is(persister.lastSaveError, '', `save ${i + 1}`);
     const saved = fileState(persister.path);
     t.is(saved.rev, cache.revision, `save ${i + 1}`);
@@ -40,10 +40,10 @@ test('many saves in a row: each file holds the live state, long and non-ASCII va
   t.is(saves, values.length * 2);
 });
 
-test('after a save, the protocol encoder still encodes long strings', (t) => {
+test('after a save, the protocol encoder still encodes long strings', async (t) => {
   const { cache, persister } = persisterIn(tempDir(t));
   cache.replace(7, [['/lain/config/domain', 'lain.local'], ['/lain/config/big', 'x'.repeat(200_000)]], 'hub');
-  persister.saveNow();
+  await persister.saveNow();
   t.is(persister.lastSaveError, '');
   const hello = { t: 'hello', v: 1, node: 'node-with-a-long-hostname.'.repeat(4), rev: 7 } as const;
   const delta = { t: 'delta', prev: 7, rev: 8, puts: [['/lain/config/long', 'y'.repeat(100)]], dels: [] } as { t: 'delta'; prev: number; rev: number; puts: Array<[string, string]>; dels: string[] };
@@ -51,7 +51,7 @@ test('after a save, the protocol encoder still encodes long strings', (t) => {
   t.deepEqual(decodeFrame(encodeFrame(delta)), delta);
   // And the other way round: frames packed in between do not change what the next save writes.
   cache.applyDelta(9, [['/lain/config/after', 'z'.repeat(100)]], []);
-  persister.saveNow();
+  await persister.saveNow();
   t.is(persister.lastSaveError, '');
   t.deepEqual(new Map(fileState(persister.path).entries), cache.entries);
   t.deepEqual(decodeFrame(encodeFrame(hello)), hello);
@@ -63,12 +63,12 @@ function fullCollection(): void {
   collectGarbage();
 }
 
-test.serial('saving a 10 MB state leaves no encoder buffer of that size behind', (t) => {
+test.serial('saving a 10 MB state leaves no encoder buffer of that size behind', async (t) => {
   const { cache, persister } = persisterIn(tempDir(t));
   cache.replace(1, configEntries(10_000, 1000), 'hub');
   fullCollection();
   const before = process.memoryUsage().arrayBuffers;
-  persister.saveNow();
+  await persister.saveNow();
   t.is(persister.lastSaveError, '');
   t.true(statSync(persister.path).size > 10_000_000);
   fullCollection();
@@ -106,33 +106,33 @@ test('the state encoder writes the bytes msgpackr writes, so files of either enc
 // 2. A short or failed write keeps the old file
 // ---------------------------------------------------------------------------
 
-test('a write that stops short is continued until the whole file is written', (t) => {
+test('a write that stops short is continued until the whole file is written', async (t) => {
   let calls = 0;
   // At most 1000 bytes per call, as write(2) may do on a nearly full disk.
-  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => { calls++; return writeSync(fd, buf, offset, Math.min(length, 1000)); };
+  const write = (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => { calls++; return writeSync(fd, buf, offset, Math.min(length, 1000), position); };
   const { cache, persister } = persisterIn(tempDir(t), { write });
   cache.replace(3, configEntries(200, 100), 'hub');
-  persister.saveNow();
+  await persister.saveNow();
   t.is(persister.lastSaveError, '');
   t.true(calls > 20, `the persister wrote through the given write function (${calls} calls)`);
   t.deepEqual(fileState(persister.path), { rev: 3, savedAt: fileState(persister.path).savedAt, entries: [...cache.entries] });
 });
 
-test('a failed write keeps the old file, removes the temp file, logs and counts the error', (t) => {
+test('a failed write keeps the old file, removes the temp file, logs and counts the error', async (t) => {
   const dir = tempDir(t);
   let failing = false;
-  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => {
-    if (!failing) return writeSync(fd, buf, offset, length);
-    if (offset === 0) return writeSync(fd, buf, offset, Math.min(length, 512)); // some of it fits…
+  const write = (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => {
+    if (!failing) return writeSync(fd, buf, offset, length, position);
+    if (offset === 0) return writeSync(fd, buf, offset, Math.min(length, 512), position); // some of it fits…
     throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }); // …then nothing does
   };
   const { cache, persister, lines } = persisterIn(dir, { write });
   cache.replace(3, configEntries(100, 30), 'hub');
-  persister.saveNow();
+  await persister.saveNow();
   const good = readFileSync(persister.path);
   failing = true;
   cache.applyDelta(4, configEntries(300, 50, 'w'), []);
-  persister.saveNow();
+  await persister.saveNow();
   t.regex(persister.lastSaveError, /ENOSPC/);
   t.is(persister.saveErrors, 1);
   t.true(readFileSync(persister.path).equals(good), 'the old file is untouched');
@@ -141,16 +141,16 @@ test('a failed write keeps the old file, removes the temp file, logs and counts 
   t.is(persisterIn(dir).persister.load()?.rev, 3, 'the old file still loads');
 });
 
-test('a write that writes nothing is an error, not an endless loop', (t) => {
+test('a write that writes nothing is an error, not an endless loop', async (t) => {
   const dir = tempDir(t);
   let failing = false;
-  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => (failing ? 0 : writeSync(fd, buf, offset, length));
+  const write = (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => (failing ? 0 : writeSync(fd, buf, offset, length, position));
   const { cache, persister } = persisterIn(dir, { write });
   cache.replace(3, configEntries(10, 10), 'hub');
-  persister.saveNow();
+  await persister.saveNow();
   failing = true;
   cache.applyDelta(4, [['/lain/config/x', 'y']], []);
-  persister.saveNow();
+  await persister.saveNow();
   t.regex(persister.lastSaveError, /short write/);
   t.is(persister.saveErrors, 1);
   t.is(fileState(persister.path).rev, 3);
@@ -256,12 +256,12 @@ test('revisions and times that are not non-negative safe integers cannot be enco
   t.throws(() => encodeState({ rev: 1, savedAt: -5, entries: [] }), { message: 'state file: -5 is not a revision or a time' });
 });
 
-test('entries that change between the measuring walk and the writing walk are refused, not written short', (t) => {
+test('entries that change between the counting walk and the writing walk are refused, not written short', (t) => {
   let walks = 0;
   const shrinking: Iterable<readonly [string, string]> = {
     *[Symbol.iterator]() { if (walks++ === 0) yield ['a', 'b']; },
   };
-  t.throws(() => encodeState({ rev: 1, savedAt: 0, entries: shrinking }), { message: /^state file: encoded \d+ bytes, measured \d+$/ });
+  t.throws(() => encodeState({ rev: 1, savedAt: 0, entries: shrinking }), { message: /^state file: \d+ entries written, \d+ counted$/ });
 });
 
 test('entry counts and string lengths at each msgpack size boundary round-trip as msgpackr writes them', (t) => {
@@ -284,14 +284,14 @@ test('entry counts and string lengths at each msgpack size boundary round-trip a
 // 5. What a save writes, and when it writes nothing
 // ---------------------------------------------------------------------------
 
-test('a save writes the cache\'s state, its epoch if it has one, readable by its owner only, creating the state dir', (t) => {
+test('a save writes the cache\'s state, its epoch if it has one, readable by its owner only, creating the state dir', async (t) => {
   const dir = join(tempDir(t), 'nested', 'state');
   const { cache, persister } = persisterIn(dir);
   t.is(persister.path, join(dir, 'state.bin'));
   cache.replace(3, [A, B], 'hub');
   cache.epoch = 'e1';
   const before = Date.now();
-  persister.saveNow();
+  await persister.saveNow();
   t.is(persister.lastSaveError, '');
   const saved = fileState(persister.path);
   t.like(saved, { rev: 3, entries: [A, B], epoch: 'e1' });
@@ -303,21 +303,21 @@ test('a save writes the cache\'s state, its epoch if it has one, readable by its
 
   cache.epoch = '';
   cache.applyDelta(4, [], [A[0]]);
-  persister.saveNow();
+  await persister.saveNow();
   t.deepEqual(fileState(persister.path), { rev: 4, savedAt: fileState(persister.path).savedAt, entries: [B] }, 'no epoch: none in the file');
 });
 
-test('nothing is written without a state, nor again for a revision already on disk (also one just loaded)', (t) => {
+test('nothing is written without a state, nor again for a revision already on disk (also one just loaded)', async (t) => {
   const dir = tempDir(t);
   const { cache, persister } = persisterIn(dir);
   let saves = 0;
   persister.onSaved = () => saves++;
-  persister.saveNow();
+  await persister.saveNow();
   t.deepEqual(readdirSync(dir), [], 'no state, no file');
   t.is(saves, 0);
   cache.replace(3, [A], 'hub');
-  persister.saveNow();
-  persister.saveNow();
+  await persister.saveNow();
+  await persister.saveNow();
   t.is(saves, 1);
 
   const restarted = persisterIn(dir);
@@ -325,26 +325,26 @@ test('nothing is written without a state, nor again for a revision already on di
   restarted.cache.replace(loaded.rev, loaded.entries, 'state-file');
   let rewrites = 0;
   restarted.persister.onSaved = () => rewrites++;
-  restarted.persister.saveNow();
+  await restarted.persister.saveNow();
   t.is(rewrites, 0, 'the file already holds revision 3');
 });
 
-test('a save after a failed one clears the error; the count of failures stays', (t) => {
+test('a save after a failed one clears the error; the count of failures stays', async (t) => {
   const dir = tempDir(t);
   let failing = true;
-  const write = (fd: number, buf: Uint8Array, offset: number, length: number) => {
+  const write = (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => {
     if (failing) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
-    return writeSync(fd, buf, offset, length);
+    return writeSync(fd, buf, offset, length, position);
   };
   const { cache, persister, lines } = persisterIn(dir, { write });
   cache.replace(3, [A], 'hub');
-  persister.saveNow();
+  await persister.saveNow();
   t.is(persister.lastSaveError, 'EIO: i/o error, write');
   t.is(persister.savedRevision, -1);
   t.is(persister.lastSavedAt, 0);
   t.like(lines[0], { level: 50, msg: 'cannot write state file', path: join(dir, 'state.bin'), err: 'EIO: i/o error, write', errors: 1 });
   failing = false;
-  persister.saveNow();
+  await persister.saveNow();
   t.is(persister.lastSaveError, '');
   t.is(persister.saveErrors, 1);
   t.is(persister.savedRevision, 3);
@@ -355,11 +355,11 @@ test('a save after a failed one clears the error; the count of failures stays', 
 // 6. Saves are debounced, but never put off for long (a fake clock: time is the subject)
 // ---------------------------------------------------------------------------
 
-/** Runs `fn` with setTimeout and Date on a fake clock starting at 1 000 000 ms. */
-function withFakeClock(fn: (tick: (ms: number) => void) => void): void {
+/** Runs `fn` with setTimeout and Date on a fake clock starting at 1 000 000 ms (a save's own work is not timed by them). */
+async function withFakeClock(fn: (tick: (ms: number) => void) => Promise<void>): Promise<void> {
   mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
   try {
-    fn((ms) => mock.timers.tick(ms));
+    await fn((ms) => mock.timers.tick(ms));
   } finally {
     mock.timers.reset();
   }
@@ -376,48 +376,54 @@ function debounced(t: { teardown(fn: () => void): void }, opts: ConstructorParam
   return { persister, saved, change };
 }
 
-test.serial('a change is saved once it has been quiet for the debounce time (1 s by default)', (t) => {
-  withFakeClock((tick) => {
+test.serial('a change is saved once it has been quiet for the debounce time (1 s by default)', async (t) => {
+  await withFakeClock(async (tick) => {
     const { persister, saved, change } = debounced(t);
     change();
     tick(999);
-    t.is(saved.count, 0);
+    t.false(persister.saving);
     tick(1);
+    t.true(persister.saving, 'the save starts when the timer fires');
+    await persister.idle();
     t.is(saved.count, 1);
     t.is(fileState(persister.path).rev, 1);
     change();
     tick(600);
     change(); // a burst: one save for both
     tick(999);
+    t.false(persister.saving);
     t.is(saved.count, 1);
     tick(1);
+    await persister.idle();
     t.is(saved.count, 2);
     t.is(fileState(persister.path).rev, 3);
   });
 });
 
-test.serial('under continuous churn a save comes at the latest after the maximum delay (5 s by default) from the first change', (t) => {
-  withFakeClock((tick) => {
+test.serial('under continuous churn a save comes at the latest after the maximum delay (5 s by default) from the first change', async (t) => {
+  await withFakeClock(async (tick) => {
     const { persister, saved, change } = debounced(t);
     for (let i = 0; i < 9; i++) { change(); tick(500); } // 4.5 s of changes, never quiet for 1 s
-    t.is(saved.count, 0);
+    t.false(persister.saving);
     change(); // at 4.5 s: due in 0.5 s, not 1 s
     tick(499);
-    t.is(saved.count, 0);
+    t.false(persister.saving);
     tick(1);
+    await persister.idle();
     t.is(saved.count, 1);
     t.is(fileState(persister.path).rev, 10);
     // The clock starts again from the next change.
     change();
     tick(999);
-    t.is(saved.count, 1);
+    t.false(persister.saving);
     tick(1);
+    await persister.idle();
     t.is(saved.count, 2);
   });
 });
 
-test.serial('the same rule with other delays; saveNow takes a pending save with it', (t) => {
-  withFakeClock((tick) => {
+test.serial('the same rule with other delays; saveNow takes a pending save with it', async (t) => {
+  await withFakeClock(async (tick) => {
     const { persister, saved, change } = debounced(t, { debounceMs: 100, maxDelayMs: 300 });
     change();
     tick(99);
@@ -425,17 +431,19 @@ test.serial('the same rule with other delays; saveNow takes a pending save with 
     tick(99);
     change();
     tick(99);
-    t.is(saved.count, 0);
+    t.false(persister.saving);
     change(); // at 297 ms: due at 300
     tick(2);
-    t.is(saved.count, 0);
+    t.false(persister.saving);
     tick(1);
+    await persister.idle();
     t.is(saved.count, 1);
     change();
-    persister.saveNow();
+    await persister.saveNow();
     t.is(saved.count, 2);
     tick(1000);
-    t.is(saved.count, 2, 'the pending timer went with the save');
+    t.false(persister.saving, 'the pending timer went with the save');
+    t.is(saved.count, 2);
   });
 });
 
@@ -444,4 +452,111 @@ test('a persister that has not saved yet reports no error, no save and no failur
   t.is(persister.lastSaveError, '');
   t.is(persister.lastSavedAt, 0);
   t.is(persister.saveErrors, 0);
+});
+
+// ---------------------------------------------------------------------------
+// 7. A save does not hold the event loop: sliced copy, encoding a chunk at a time, file calls off the loop
+// ---------------------------------------------------------------------------
+
+test('a save of a 10 MB state is encoded and written a chunk at a time, the event loop turning between chunks: no buffer of the state\'s size is made', async (t) => {
+  let turns = 0;
+  const writes: Array<{ length: number; turn: number }> = [];
+  const write = (fd: number, buf: Uint8Array, offset: number, length: number, position: number) => {
+    writes.push({ length, turn: turns });
+    return FS_IO.write(fd, buf, offset, length, position);
+  };
+  const { cache, persister } = persisterIn(tempDir(t), { write });
+  cache.replace(1, configEntries(10_000, 1000), 'hub');
+  const saving = persister.saveNow();
+  let settled = false;
+  void saving.finally(() => { settled = true; });
+  while (!settled) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    turns++;
+  }
+  t.is(persister.lastSaveError, '');
+  t.deepEqual(fileState(persister.path).entries, [...cache.entries]);
+  // Encoded in one go, the file would be one 10 MB buffer and one write.
+  t.true(writes.length >= 10_000_000 / CHUNK_BYTES, `${writes.length} writes`);
+  t.true(writes.every((w) => w.length <= CHUNK_BYTES), `the largest write: ${Math.max(...writes.map((w) => w.length))} bytes`);
+  t.true(writes.every((w, i) => i === 0 || w.turn > writes[i - 1].turn), 'the event loop turned between every two writes');
+});
+
+test('while the file is being synced the cache changes; the file holds the state as copied, the next save the rest', async (t) => {
+  let releaseFsync!: () => void;
+  const fsyncing = new Promise<void>((resolve) => { releaseFsync = resolve; });
+  let fsyncCalled!: () => void;
+  const fsyncReached = new Promise<void>((resolve) => { fsyncCalled = resolve; });
+  let fsyncs = 0;
+  const io = {
+    fsync: async (fd: number) => {
+      if (fsyncs++ === 0) { fsyncCalled(); await fsyncing; }
+      await FS_IO.fsync(fd);
+    },
+  };
+  const { cache, persister } = persisterIn(tempDir(t), { io });
+  cache.replace(3, [A], 'hub');
+  const first = persister.saveNow();
+  await fsyncReached;
+  t.true(persister.saving);
+  cache.applyDelta(4, [B], []);
+  const second = persister.saveNow();
+  t.not(second, first);
+  t.is(persister.saveNow(), second, 'one next save for every caller while one runs');
+  releaseFsync();
+  await first;
+  t.deepEqual(fileState(persister.path).entries, [A], 'the first save: the state it copied');
+  await second;
+  t.like(fileState(persister.path), { rev: 4, entries: [A, B] });
+  t.is(fsyncs, 4, 'file and directory, twice');
+  await persister.idle();
+  t.false(persister.saving);
+});
+
+test('saves never overlap: the temp file is written by one save at a time', async (t) => {
+  let open = 0;
+  let maxOpen = 0;
+  const io = {
+    open: async (path: string, flags: string, mode?: number) => {
+      const fd = await FS_IO.open(path, flags, mode);
+      if (path.endsWith('.tmp')) maxOpen = Math.max(maxOpen, ++open);
+      return fd;
+    },
+    rename: async (from: string, to: string) => { open--; await FS_IO.rename(from, to); },
+  };
+  const { cache, persister } = persisterIn(tempDir(t), { io });
+  const saves: Array<Promise<void>> = [];
+  for (let rev = 1; rev <= 6; rev++) {
+    cache.replace(rev, configEntries(2000, 20, String(rev)), 'hub');
+    saves.push(persister.saveNow());
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await Promise.all(saves);
+  t.is(maxOpen, 1);
+  t.is(fileState(persister.path).rev, 6, 'the last state is on disk once every save has resolved');
+});
+
+test('a state that changes while a save copies it is saved as it was at one revision: changed, added, deleted and re-added keys', async (t) => {
+  // Copied a step (512 entries) per turn of the event loop: the changes below land in the middle.
+  const { cache, persister } = persisterIn(tempDir(t), { sliceMs: 0 });
+  const start = configEntries(5000, 10);
+  cache.replace(1, start, 'hub');
+  const states = new Map<number, string>([[1, JSON.stringify([...cache.entries].sort())]]);
+  const deltas: Array<[Array<[string, string]>, string[]]> = [
+    [[[start[10][0], 'early-changed'], [start[4990][0], 'late-changed'], ['/lain/config/new1', 'n1']], [start[20][0], start[4980][0]]],
+    [[[start[20][0], 're-added'], [start[2500][0], 'middle']], [start[11][0]]],
+    [[[start[4990][0], 'late-again']], ['/lain/config/new1']],
+    [[['/lain/config/new2', 'n2']], [start[0][0], start[4999][0]]],
+  ];
+  const saving = persister.saveNow();
+  for (const [puts, dels] of deltas) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    cache.applyDelta(cache.revision + 1, puts, dels);
+    states.set(cache.revision, JSON.stringify([...cache.entries].sort()));
+  }
+  await saving;
+  const saved = fileState(persister.path);
+  t.true(saved.rev > 1, `the copy ended after some of the changes (at revision ${saved.rev})`);
+  t.is(JSON.stringify([...saved.entries].sort()), states.get(saved.rev) ?? 'none', `the file is the state at revision ${saved.rev}`);
+  t.is(saved.entries.length, new Set(saved.entries.map(([k]) => k)).size, 'no key twice');
 });

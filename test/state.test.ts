@@ -111,7 +111,7 @@ function recorded(opts: { historyMaxCount?: number; snapshotChunkBytes?: number 
   return { state, events, deltas };
 }
 
-const snapshotOf = (frames: Buffer[]) => frames.map((f) => decodeFrame(f) as SnapshotFrame);
+const snapshotOf = (frames: readonly Buffer[]) => frames.map((f) => decodeFrame(f) as SnapshotFrame);
 
 test('the first list loads the kept keys and tells the listener the revision, without a delta', (t) => {
   const { state, events } = recorded();

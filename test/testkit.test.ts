@@ -1,6 +1,6 @@
 // testkit/ as the benchmark uses it (harness.test.ts covers what the tests themselves use): each
 // test here fails if a feature the benchmark relies on is lost from the shared library.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -11,6 +11,7 @@ import { currentRevision, putAll, startEtcd, v2Put } from '../testkit/etcd.js';
 import { httpGet } from '../testkit/http.js';
 import { metricSum, metricValue } from '../testkit/metrics.js';
 import { AGENT_SCRIPT, BENCH_LIB, DIST, HUB_SCRIPT, REPO_ROOT, useDistSnapshot } from '../testkit/paths.js';
+import { deployedNodeArgs } from '../bench/lib/lainlet.js';
 import { killAll, runCommand, startNodeProgram, startProgram, waitFor } from '../testkit/procs.js';
 
 async function tempDir(t: ExecutionContext): Promise<string> {
@@ -25,6 +26,14 @@ async function scriptFile(t: ExecutionContext, source: string): Promise<string> 
   await writeFile(file, source);
   return file;
 }
+
+// Serial, and before the paths test: that one points AGENT_SCRIPT into a snapshot it removes.
+test.serial('deployedNodeArgs: the benchmarks run the agent with the node options of the installed command\'s shebang', (t) => {
+  const shebang = readFileSync(path.join(REPO_ROOT, 'agent', 'main.ts'), 'utf8').split('\n', 1)[0];
+  t.regex(shebang, /^#!\/usr\/bin\/env -S node /);
+  t.deepEqual(deployedNodeArgs(), shebang.replace(/^#!\/usr\/bin\/env -S node /, '').split(' '));
+  t.true(deployedNodeArgs().length > 0, 'the shebang gives node options');
+});
 
 // Serial: it moves HUB_SCRIPT and the rest for the whole file, and serial tests run first.
 test.serial('paths: the repository from source and built, and useDistSnapshot moves every program into a copy', async (t) => {
@@ -46,6 +55,9 @@ test.serial('paths: the repository from source and built, and useDistSnapshot mo
   t.is(AGENT_SCRIPT, `${DIST}agent/main.js`);
   t.is(BENCH_LIB, `${DIST}bench/lib/`);
   t.true(existsSync(HUB_SCRIPT));
+  // Source maps stay behind, but the agent bundle's: bench/lib/cpuprofile.ts maps its profiles.
+  t.true(existsSync(`${AGENT_SCRIPT}.map`));
+  t.false(existsSync(`${HUB_SCRIPT}.map`));
   // A program started from the snapshot finds node_modules and package.json beside its copy.
   t.is((await printRoot(DIST)).stdout.trim(), snapshotRoot);
 });
@@ -174,3 +186,4 @@ test("etcd ignores ETCD_* settings in this process's environment (they would ove
   t.teardown(() => etcd.stop());
   await t.throwsAsync(v2Put(etcd, '/lain/k', 'v'), { message: /: 404 / });
 });
+

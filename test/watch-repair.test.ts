@@ -12,7 +12,7 @@ import { MemoryStore } from '../hub/store/memory.js';
 import type { ListResult, RevisionChange, Store, StoreWatch, WatchHandlers } from '../hub/store/types.js';
 import { silentLogger, createLogger } from '../shared/log.js';
 import { waitFor } from '../testkit/procs.js';
-import { FakeAgent } from './helpers/fake-agent.js';
+import { FakeAgent, TEST_HUB_WORKERS } from './helpers/fake-agent.js';
 
 class FaultyStore implements Store {
   readonly description = 'faulty memory';
@@ -61,7 +61,7 @@ class FaultyStore implements Store {
 /** A hub on `store`, by default once it has checked its new watch (its first list of the present). */
 async function hubOnFaulty(store: FaultyStore, opts: { checked: boolean } = { checked: true }): Promise<Hub> {
   const hub = await startHub({
-    store, prefix: '/lain/', host: '127.0.0.1', port: 0,
+    store, prefix: '/lain/', host: '127.0.0.1', port: 0, workers: TEST_HUB_WORKERS,
     historyMaxCount: 100, historyMaxBytes: 1 << 20, maxBackpressure: 1 << 20, progressIntervalMs: 200,
   }, process.env.DEBUG_REPAIR ? createLogger('debug') : silentLogger);
   await hub.ready;

@@ -25,6 +25,8 @@ export interface EtcdServer {
   stop(): Promise<void>;
   /** SIGKILL and wait for the exit; the data dir stays for restart(). */
   kill(): Promise<void>;
+  /** SIGSTOP (pause(true)) or SIGCONT (pause(false)): a member that stops answering without closing anything. */
+  pause(paused: boolean): void;
   /** Start again (stopping gracefully first if running) on the same ports and data dir; waits until healthy. */
   restart(): Promise<void>;
   /** The Prometheus text of GET /metrics. */
@@ -83,13 +85,11 @@ process.on('exit', () => {
 
 /** Starts a real etcd in a fresh temp dir on free loopback ports and waits until it is healthy. */
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer> {
-  const onTmpfs = opts.dataOnTmpfs === true && isWritable('/dev/shm');
-  const tempDir = await mkdtemp(path.join(onTmpfs ? '/dev/shm' : os.tmpdir(), 'lainlet-etcd-'));
-  liveTempDirs.add(tempDir);
+  const { dir: tempDir, onTmpfs } = await makeTempDir(opts.dataOnTmpfs === true);
   try {
     for (let attempt = 1; ; attempt++) {
       const [clientPort, peerPort] = await freePorts(2);
-      const server = new EtcdProcess(tempDir, onTmpfs, clientPort, peerPort, opts);
+      const server = new EtcdProcess(tempDir, onTmpfs, { name: MEMBER_NAME, dataDir: path.join(tempDir, 'data'), clientPort, peerPort }, opts);
       try {
         await server.start();
         return server;
@@ -102,17 +102,48 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
       }
     }
   } catch (error) {
-    await rm(tempDir, { recursive: true, force: true });
-    liveTempDirs.delete(tempDir);
+    await removeTempDir(tempDir);
     throw error;
   }
 }
 
-class EtcdProcess implements EtcdServer {
+/** A temp dir for etcd data (in /dev/shm when asked and writable), removed when this process exits. */
+export async function makeTempDir(onTmpfsWanted: boolean): Promise<{ dir: string; onTmpfs: boolean }> {
+  const onTmpfs = onTmpfsWanted && isWritable('/dev/shm');
+  const dir = await mkdtemp(path.join(onTmpfs ? '/dev/shm' : os.tmpdir(), 'lainlet-etcd-'));
+  liveTempDirs.add(dir);
+  return { dir, onTmpfs };
+}
+
+export async function removeTempDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  liveTempDirs.delete(dir);
+}
+
+/** How one etcd process is laid out: its name, data dir, URLs and the cluster it bootstraps or joins. */
+export interface EtcdLayout {
+  name: string;
+  dataDir: string;
+  clientPort: number;
+  /** The port etcd listens on for its peers. */
+  peerPort: number;
+  /** The peer URL the others dial (default: the listening one; a cluster points it at a fault proxy). */
+  advertisePeerUrl?: string;
+  /** --initial-cluster (default: this member alone). */
+  initialCluster?: string;
+  /** 'existing' for a member added to a running cluster. */
+  clusterState?: 'new' | 'existing';
+  /** Extra flags (etcd reads the last of a repeated flag). */
+  extraArgs?: string[];
+}
+
+/** One etcd process (a single server, or a member of a testkit/etcd-cluster.ts cluster). */
+export class EtcdProcess implements EtcdServer {
   readonly endpoint: string;
   readonly url: string;
   readonly dataDir: string;
-  private readonly args: string[];
+  /** The flags etcd is started with; a cluster may change the bootstrap ones before a restart. */
+  args: string[];
   private current: Proc | undefined;
   private sharedClient: Etcd3 | undefined;
   private stopping: Promise<void> | undefined;
@@ -120,28 +151,30 @@ class EtcdProcess implements EtcdServer {
   constructor(
     private readonly tempDir: string,
     readonly onTmpfs: boolean,
-    clientPort: number,
-    peerPort: number,
+    layout: EtcdLayout,
     opts: StartEtcdOptions,
   ) {
-    this.endpoint = `127.0.0.1:${clientPort}`;
+    this.endpoint = `127.0.0.1:${layout.clientPort}`;
     this.url = `http://${this.endpoint}`;
-    this.dataDir = path.join(tempDir, 'data');
-    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    this.dataDir = layout.dataDir;
+    const peerUrl = `http://127.0.0.1:${layout.peerPort}`;
+    const advertised = layout.advertisePeerUrl ?? peerUrl;
     this.args = [
-      `--name=${MEMBER_NAME}`,
+      `--name=${layout.name}`,
       `--data-dir=${this.dataDir}`,
       `--listen-client-urls=${this.url}`,
       `--advertise-client-urls=${this.url}`,
       `--listen-peer-urls=${peerUrl}`,
-      `--initial-advertise-peer-urls=${peerUrl}`,
-      `--initial-cluster=${MEMBER_NAME}=${peerUrl}`,
+      `--initial-advertise-peer-urls=${advertised}`,
+      `--initial-cluster=${layout.initialCluster ?? `${layout.name}=${advertised}`}`,
+      `--initial-cluster-state=${layout.clusterState ?? 'new'}`,
       `--max-txn-ops=${MAX_TXN_OPS}`,
       '--logger=zap',
       '--log-outputs=stderr',
       '--log-level=warn',
       ...(opts.v2 ? ['--enable-v2=true'] : []),
       ...(opts.maxRequestBytes !== undefined ? [`--max-request-bytes=${opts.maxRequestBytes}`] : []),
+      ...(layout.extraArgs ?? []),
     ];
   }
 
@@ -181,8 +214,7 @@ class EtcdProcess implements EtcdServer {
     this.stopping ??= (async () => {
       this.sharedClient?.close();
       await this.terminate();
-      await rm(this.tempDir, { recursive: true, force: true });
-      liveTempDirs.delete(this.tempDir);
+      await removeTempDir(this.tempDir);
     })();
     return this.stopping;
   }
@@ -192,6 +224,10 @@ class EtcdProcess implements EtcdServer {
     if (!proc?.running) return;
     proc.proc.kill('SIGKILL');
     if (!(await waitForExit(proc.proc, GRACEFUL_EXIT_MS))) throw new Error(`etcd (pid ${proc.pid}) survived SIGKILL`);
+  }
+
+  pause(paused: boolean): void {
+    if (this.current?.running) this.current.proc.kill(paused ? 'SIGSTOP' : 'SIGCONT');
   }
 
   async restart(): Promise<void> {
@@ -235,6 +271,7 @@ class EtcdProcess implements EtcdServer {
     const proc = this.current;
     if (!proc?.running) return;
     proc.proc.kill('SIGTERM');
+    proc.proc.kill('SIGCONT'); // a paused etcd acts on the SIGTERM only once it runs
     if (await waitForExit(proc.proc, GRACEFUL_EXIT_MS)) return;
     await this.kill();
   }
@@ -359,7 +396,8 @@ export function v2Put(server: EtcdServer, key: string, value: string): Promise<V
   return v2Request('PUT', v2KeyUrl(server, key), new URLSearchParams({ value }));
 }
 
-export function v2Get(server: EtcdServer, key: string, opts: { recursive?: boolean } = {}): Promise<V2Response> {
+/** quorum: a linearizable read (through raft) rather than the member's own copy. */
+export function v2Get(server: EtcdServer, key: string, opts: { recursive?: boolean; quorum?: boolean } = {}): Promise<V2Response> {
   return v2Request('GET', v2KeyUrl(server, key, opts));
 }
 

@@ -27,7 +27,9 @@ export let BENCH_LIB = `${DIST}bench/lib/`;
 export function useDistSnapshot(dir: string): void {
   const root = path.join(dir, 'snapshot');
   mkdirSync(root, { recursive: true });
-  cpSync(DIST, path.join(root, 'dist'), { recursive: true, filter: (src) => !src.endsWith('.map') });
+  // Source maps stay out, but for the agent's bundle (build/bundle-agent.mjs): bench/lib/cpuprofile.ts
+  // reads it to name the bundled files in profiles.
+  cpSync(DIST, path.join(root, 'dist'), { recursive: true, filter: (src) => !src.endsWith('.map') || src.endsWith(`${path.sep}agent${path.sep}main.js.map`) });
   symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(root, 'node_modules'), 'dir');
   copyFileSync(path.join(REPO_ROOT, 'package.json'), path.join(root, 'package.json'));
   DIST = path.join(root, 'dist') + path.sep;

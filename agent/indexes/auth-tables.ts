@@ -10,6 +10,10 @@ export interface AuthTables {
   appOfContainerIp(ip: string): string | undefined;
   /** The services a portal container IP fronts, the one of the first depends key first. */
   servicesOfPortalIp(ip: string): string[];
+  /** servicesOfPortalIp(ip)[0], without building the array (asked on every request). */
+  firstServiceOfPortalIp(ip: string): string | undefined;
+  /** servicesOfPortalIp(ip).includes(service), without building the array. */
+  portalFronts(ip: string, service: string): boolean;
   /** Exact name match against the super_apps config keys (API.md §11 item 5). */
   isSuperApp(app: string): boolean;
 }
@@ -32,6 +36,14 @@ export class AuthTableStore implements AuthTables {
     if (first === undefined) return [];
     const rest = [...this.portalIps.all(ip)!].filter((s) => s !== first);
     return [first, ...rest];
+  }
+
+  firstServiceOfPortalIp(ip: string): string | undefined {
+    return this.portalIps.first(ip);
+  }
+
+  portalFronts(ip: string, service: string): boolean {
+    return this.portalIps.has(ip, service);
   }
 
   isSuperApp(app: string): boolean {

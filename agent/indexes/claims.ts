@@ -42,6 +42,14 @@ export class Claims<V> {
     return this.byItem.get(item)?.values();
   }
 
+  /** Whether some owner claims `item` with `value` (===). */
+  has(item: string, value: V): boolean {
+    const owners = this.byItem.get(item);
+    if (!owners) return false;
+    for (const v of owners.values()) if (v === value) return true;
+    return false;
+  }
+
   private pick(item: string, direction: 1 | -1): V | undefined {
     const owners = this.byItem.get(item);
     if (!owners) return undefined;

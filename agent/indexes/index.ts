@@ -152,6 +152,14 @@ export class Indexes implements AuthTables {
     return this.auth.servicesOfPortalIp(ip);
   }
 
+  firstServiceOfPortalIp(ip: string): string | undefined {
+    return this.auth.firstServiceOfPortalIp(ip);
+  }
+
+  portalFronts(ip: string, service: string): boolean {
+    return this.auth.portalFronts(ip, service);
+  }
+
   isSuperApp(app: string): boolean {
     return this.auth.isSuperApp(app);
   }

@@ -1,7 +1,10 @@
 // Reads a V8 .cpuprofile (node --cpu-prof) and says where the samples fell.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceMap, type SourceMapPayload } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-interface CallFrame { functionName: string; url: string; lineNumber: number }
+interface CallFrame { functionName: string; url: string; lineNumber: number; columnNumber?: number }
 interface ProfileNode { id: number; callFrame: CallFrame; children?: number[] }
 interface Profile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number }
 
@@ -13,8 +16,60 @@ export interface Attribution { fn: string; where: string; share: number; ms: num
 
 interface Loaded { byId: Map<number, ProfileNode>; parent: Map<number, number>; samples: number[]; msPerSample: number; totalMs: number }
 
+type Mapper = (cf: CallFrame) => CallFrame;
+
+/**
+ * For a bundle (a .js file whose source map beside it names more than one source: the agent's
+ * dist/agent/main.js, build/bundle-agent.mjs), maps frames to where their code was before
+ * bundling, so that phases and hot spots name files as for the unbundled program: the
+ * project's own sources as their tsc output under dist/ (agent/model/podgroup.ts →
+ * dist/agent/model/podgroup.js, with the .ts line), packages as node_modules/<pkg>/… .
+ * Undefined for any other file (tsc's one-source maps change nothing worth the time).
+ */
+function bundleMapper(url: string): Mapper | undefined {
+  if (!url.startsWith('file://')) return undefined;
+  const file = fileURLToPath(url);
+  const mapFile = `${file}.map`;
+  const i = file.lastIndexOf(`${path.sep}dist${path.sep}`);
+  if (i < 0 || !existsSync(mapFile)) return undefined;
+  const payload = JSON.parse(readFileSync(mapFile, 'utf8')) as SourceMapPayload;
+  if (payload.sources.length < 2) return undefined;
+  const map = new SourceMap(payload);
+  const root = file.slice(0, i + 1);
+  const dist = file.slice(0, i + 6);
+  const resolved = new Map<string, string>();
+  const urlOf = (source: string): string => {
+    let u = resolved.get(source);
+    if (u === undefined) {
+      const abs = source.startsWith('file://') ? fileURLToPath(source) : path.resolve(path.dirname(mapFile), source);
+      const own = abs.startsWith(root) && !abs.includes(`${path.sep}node_modules${path.sep}`);
+      u = pathToFileURL(own ? dist + abs.slice(root.length).replace(/\.ts$/, '.js') : abs).href;
+      resolved.set(source, u);
+    }
+    return u;
+  };
+  return (cf) => {
+    const e = map.findEntry(cf.lineNumber, cf.columnNumber ?? 0) as { originalSource?: string; originalLine?: number; originalColumn?: number };
+    if (!e.originalSource) return cf;
+    return { functionName: cf.functionName, url: urlOf(e.originalSource), lineNumber: e.originalLine ?? 0, columnNumber: e.originalColumn ?? 0 };
+  };
+}
+
+/** Rewrites the frames of bundled files in place (bundleMapper). */
+function unbundle(p: Profile): void {
+  const mappers = new Map<string, Mapper | undefined>();
+  for (const n of p.nodes) {
+    const url = n.callFrame.url;
+    if (!url.endsWith('.js')) continue;
+    if (!mappers.has(url)) mappers.set(url, bundleMapper(url));
+    const m = mappers.get(url);
+    if (m) n.callFrame = m(n.callFrame);
+  }
+}
+
 function load(file: string, window?: Window): Loaded {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+  unbundle(p);
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);

@@ -5,6 +5,11 @@
 //  - probes: a few full clients (ws + the project's decodeFrame) connected after the sinks that
 //    time every delta carrying a "bench:<seq>:<t>" marker (t = CLOCK_MONOTONIC ms at the put)
 //    and record each delta frame's size.
+// A sink counts as synced once its first frame after the hello arrives: a hello at the hub's
+// revision needs no catch-up, so that frame is the progress frame the hub sends an agent when
+// it goes live. When armed with a marker (`arm`), every sink also scans what it receives for
+// that byte string and the time the first and the last sink saw it are kept: the latency of a
+// delta to the LAST agent, at the cost of one indexOf per read while armed.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import WebSocket from 'ws';
@@ -29,6 +34,13 @@ export function serverHeaderBytes(len: number): number {
 let sinkBytes = 0;
 let sinksOpen = 0;
 let sinksClosed = 0;
+let sinksSynced = 0;
+/** The armed marker (null: sinks only count bytes), and who has seen it. */
+let marker: Buffer | null = null;
+let armId = 0;
+let markerSeen = 0;
+let markerFirst = NaN;
+let markerLast = NaN;
 const sockets: net.Socket[] = [];
 const probes: WebSocket[] = [];
 let latencies: number[] = [];
@@ -41,19 +53,32 @@ function openSink(port: number, rev: number, node: string): Promise<void> {
     sockets.push(sock);
     let handshake = true;
     let head = '';
+    let synced = false;
+    let seenArm = 0;
+    const received = (chunk: Buffer, from: number) => {
+      if (chunk.length <= from) return;
+      sinkBytes += chunk.length - from;
+      if (!synced) { synced = true; sinksSynced++; }
+      if (marker !== null && seenArm !== armId && chunk.indexOf(marker, from) >= 0) {
+        seenArm = armId;
+        const now = monoMs();
+        if (markerSeen++ === 0) markerFirst = now;
+        markerLast = now;
+      }
+    };
     sock.on('connect', () => {
       sock.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
     });
     sock.on('data', (chunk: Buffer) => {
-      if (!handshake) { sinkBytes += chunk.length; return; }
+      if (!handshake) { received(chunk, 0); return; }
       head += chunk.toString('latin1');
       const end = head.indexOf('\r\n\r\n');
       if (end < 0) return;
       if (!head.startsWith('HTTP/1.1 101')) { reject(new Error(`upgrade refused: ${head.split('\r\n')[0]}`)); sock.destroy(); return; }
       handshake = false;
-      sinkBytes += head.length - end - 4;
       sinksOpen++;
       sock.write(clientFrame(0x2, encodeFrame({ t: 'hello', v: PROTOCOL_VERSION, node, rev })));
+      received(chunk, chunk.length - (head.length - end - 4));
       // An unsolicited pong now and then keeps uWebSockets.js's idle timeout from closing us.
       const keepalive = setInterval(() => sock.write(clientFrame(0xA, Buffer.alloc(0))), 20_000);
       sock.once('close', () => clearInterval(keepalive));
@@ -90,14 +115,19 @@ serveCommands({
   open: async (m) => {
     const port = m.port as number, rev = m.rev as number;
     const n = m.sinks as number;
+    /** Node names go on from here (sinks opened again after some were dropped). */
+    const first = (m.first as number | undefined) ?? 0;
     // Batches of 100, so the hub is not handed a thousand handshakes in one go.
     for (let i = 0; i < n; i += 100) {
-      await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, j) => openSink(port, rev, `sink-${i + j}`)));
+      await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, j) => openSink(port, rev, `sink-${first + i + j}`)));
     }
     for (let i = 0; i < ((m.probes as number) ?? 1); i++) await openProbe(port, rev, `probe-${i}`);
     return { sinksOpen, probes: probes.length };
   },
-  status: () => ({ sinksOpen, sinksClosed, sinkBytes, probesOpen: probes.filter((p) => p.readyState === WebSocket.OPEN).length, rss: process.memoryUsage().rss }),
+  status: () => ({ sinksOpen, sinksClosed, sinksSynced, sinkBytes, probesOpen: probes.filter((p) => p.readyState === WebSocket.OPEN).length, rss: process.memoryUsage().rss }),
+  arm: (m) => { marker = Buffer.from(m.marker as string, 'latin1'); armId++; markerSeen = 0; markerFirst = NaN; markerLast = NaN; return null; },
+  armed: () => ({ seen: markerSeen, first: markerFirst, last: markerLast }),
+  disarm: () => { marker = null; return null; },
   reset: () => { latencies = []; frameBytes = []; seen.clear(); return null; },
   report: () => ({ latency: summarize(latencies), deliveries: latencies.length, distinctSeqs: seen.size, frameBytes: summarize(frameBytes) }),
   closeAll: () => {

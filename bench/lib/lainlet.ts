@@ -1,4 +1,5 @@
 // Starting the project's real programs (dist/hub/main.js, dist/agent/main.js) for a measurement.
+import { readFileSync } from 'node:fs';
 import { httpGet } from '../../testkit/http.js';
 import { AGENT_SCRIPT, HUB_SCRIPT } from '../../testkit/paths.js';
 import { freePort } from '../../testkit/ports.js';
@@ -31,6 +32,17 @@ export async function hubMetrics(port: number): Promise<string> {
 }
 
 /** Starts a real agent process serving HTTP on a free port, -noauth, as node1 / 127.0.0.1. */
+/**
+ * The node options of the installed `lainlet-agent` command, read from its shebang (the first
+ * line of dist/agent/main.js, which systemd starts): e.g. --max-semi-space-size=2, the agent's
+ * young generation, which decides its RSS and how long its scavenges pause a change's path.
+ */
+export function deployedNodeArgs(): string[] {
+  const shebang = readFileSync(AGENT_SCRIPT, 'utf8').split('\n', 1)[0];
+  const m = /^#!.*\bnode\b(.*)$/.exec(shebang);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+}
+
 export async function startAgent(hubs: string[], extra: string[] = [], opts: { port?: number; spawn?: SpawnOptions } = {}): Promise<AgentProc> {
   const port = opts.port ?? (await freePort());
   const proc = spawnNode('agent', AGENT_SCRIPT, ['-web', `127.0.0.1:${port}`, '-hub', hubs.join(','), '-ip', '127.0.0.1', '-hostname', 'node1', '-noauth', ...extra], opts.spawn);

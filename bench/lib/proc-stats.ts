@@ -1,6 +1,6 @@
 // What the kernel says a measured process, or the whole machine, used: /proc readings, not the
 // programs' own accounts.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const CLOCK_TICKS_PER_SEC = 100; // Linux USER_HZ on every common distribution
 
@@ -16,11 +16,48 @@ export interface ProcReading {
 export function readProc(pid: number): ProcReading {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return { rss: kb('VmRSS'), rssPeak: kb('VmHWM'), cpuMs: statCpuMs(`/proc/${pid}`) };
+}
+
+/** utime and stime of a /proc/<pid> or /proc/<pid>/task/<tid> directory, ms (clock-tick resolution). */
+function statTimes(dir: string): { userMs: number; sysMs: number } {
+  const stat = readFileSync(`${dir}/stat`, 'utf8');
   // Fields after the command name (which may hold spaces) start after the last ")".
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
-  return { rss: kb('VmRSS'), rssPeak: kb('VmHWM'), cpuMs: (ticks * 1000) / CLOCK_TICKS_PER_SEC };
+  // utime, stime (fields 14 and 15)
+  return { userMs: (Number(fields[11]) * 1000) / CLOCK_TICKS_PER_SEC, sysMs: (Number(fields[12]) * 1000) / CLOCK_TICKS_PER_SEC };
+}
+
+function statCpuMs(dir: string): number {
+  const t = statTimes(dir);
+  return t.userMs + t.sysMs;
+}
+
+export interface ThreadReading {
+  /** utime + stime from the thread's stat, ms (10 ms clock ticks). */
+  cpuMs: number;
+  /** The stime part: in the kernel (on loopback, a send also runs the receiving side of TCP). */
+  sysMs: number;
+  /** Time on a CPU from the thread's schedstat, ms (nanosecond resolution; NaN without schedstats). */
+  runMs: number;
+}
+
+/** One thread of `pid` (the main thread's id is the pid). */
+export function readThread(pid: number, tid: number): ThreadReading {
+  const dir = `/proc/${pid}/task/${tid}`;
+  let runMs = NaN;
+  try { runMs = Number(readFileSync(`${dir}/schedstat`, 'utf8').split(' ')[0]) / 1e6; } catch { /* kernel without schedstats */ }
+  const t = statTimes(dir);
+  return { cpuMs: t.userMs + t.sysMs, sysMs: t.sysMs, runMs };
+}
+
+/** Every thread of `pid` now, by thread id (threads that exit between the listing and the read are left out). */
+export function readThreads(pid: number): Map<number, ThreadReading> {
+  const out = new Map<number, ThreadReading>();
+  for (const name of readdirSync(`/proc/${pid}/task`)) {
+    try { out.set(Number(name), readThread(pid, Number(name))); } catch { /* gone */ }
+  }
+  return out;
 }
 
 /** CPU use of `pid` between two readings, as a fraction of one core. */

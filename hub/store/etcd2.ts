@@ -12,9 +12,15 @@
 // - A directory delete or a directory's TTL expiry is ONE event on the directory key, with
 //   nothing for the keys inside: it becomes a delTree.
 // - The event history survives a restart (replayed from the WAL), so a watch resumes there.
+// - A plain GET is answered from the member's own copy: a member cut off from the others (a
+//   minority) answers with its old state. `quorum=true` sends the read through raft
+//   (linearizable): such a member fails it (5xx or no answer: Unreachable) and the next
+//   endpoint is asked. Lists and revision reads use it. The index is cluster-wide, so a watch
+//   goes on from the same index on another member. (A long poll on a minority member only
+//   waits: it ends after pollReissueMs like any idle poll.)
 import { Backoff } from '../../shared/backoff.js';
 import { HUB_DEFAULTS } from '../defaults.js';
-import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch, type WatchHandlers } from './types.js';
+import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreSource, type StoreWatch, type WatchHandlers } from './types.js';
 
 export interface Etcd2StoreOptions {
   /** e.g. ["http://10.0.0.1:4001"]; a request that cannot reach one moves on to the next. */
@@ -85,13 +91,13 @@ export class Etcd2Store implements Store {
 
   async currentRevision(): Promise<number> {
     // Any key answers with X-Etcd-Index, a missing one (404) most cheaply.
-    const answer = await this.request(keysPath('/_lainlet_revision_probe'), this.requestTimeoutMs);
+    const answer = await this.request(`${keysPath('/_lainlet_revision_probe')}?quorum=true`, this.requestTimeoutMs);
     return requireIndex(answer, 'revision probe');
   }
 
   async list(prefix: string, atRevision?: number): Promise<ListResult> {
     const path = dirPath(prefix);
-    const answer = await this.request(`${keysPath(path)}?recursive=true&sorted=true`, HUB_DEFAULTS.etcd2ListBodyTimeoutMs);
+    const answer = await this.request(`${keysPath(path)}?recursive=true&sorted=true&quorum=true`, HUB_DEFAULTS.etcd2ListBodyTimeoutMs);
     const revision = requireIndex(answer, `list ${path}`);
     const missing = answer.status === 404 && (answer.body as V2Error | undefined)?.errorCode === KEY_NOT_FOUND;
     if (answer.status !== 200 && !missing) throw new Error(`etcd2 list ${path}: HTTP ${answer.status} ${JSON.stringify(answer.body)}`);
@@ -145,15 +151,34 @@ export class Etcd2Store implements Store {
       disconnected = false;
       h.onReconnected();
     };
+    let polledOn: string | undefined;
+    let why = 'first watch';
     while (!stop.aborted) {
       const endpoint = this.endpoint();
+      if (endpoint !== polledOn) {
+        const previous = polledOn === undefined ? undefined : { id: '', name: '', url: polledOn };
+        if (previous) this.sourceMoves++;
+        polledOn = endpoint;
+        h.onSource?.({ id: '', name: '', url: endpoint }, previous, why);
+      }
       let answer: Answer;
+      // Aborted when another request found this endpoint failing (a quorum read that a minority
+      // member cannot answer): the poll moves on from the same index instead of waiting there.
+      const poll = new AbortController();
+      const onStop = () => poll.abort();
+      stop.addEventListener('abort', onStop, { once: true });
+      const entry = { endpoint, abort: () => poll.abort() };
+      this.polls.add(entry);
       try {
         answer = await this.get(endpoint, `${keysPath(path)}?wait=true&recursive=true&waitIndex=${next}`, {
-          signal: stop, bodyTimeoutMs: this.pollReissueMs, idleIsNormal: true, onHeaders: reachable,
+          signal: poll.signal, bodyTimeoutMs: this.pollReissueMs, idleIsNormal: true, onHeaders: reachable,
         });
       } catch (err) {
         if (stop.aborted) return;
+        if (poll.signal.aborted) {
+          why = `a read on ${endpoint} failed: ${this.lastFailure}`;
+          continue;
+        }
         if (err instanceof PollIdle) {
           next = afterIdlePoll(err, next, h);
           backoff.reset();
@@ -162,6 +187,7 @@ export class Etcd2Store implements Store {
         if (err instanceof Unreachable) {
           if (!disconnected) {
             disconnected = true;
+            why = `long poll failed: ${err.message}`;
             h.onDisconnected(err.message);
           }
           this.failed(endpoint);
@@ -170,6 +196,10 @@ export class Etcd2Store implements Store {
         }
         h.onLost(`etcd2 watch from index ${next}: ${(err as Error).message}`);
         return;
+      }
+      finally {
+        this.polls.delete(entry);
+        stop.removeEventListener('abort', onStop);
       }
       const read = readPollAnswer(answer, next, prefix);
       if ('lost' in read) {
@@ -197,7 +227,7 @@ export class Etcd2Store implements Store {
       } catch (err) {
         if (!(err instanceof Unreachable)) throw err;
         lastError = err;
-        this.failed(endpoint);
+        this.failed(endpoint, err.message);
       }
     }
     throw lastError!;
@@ -256,9 +286,22 @@ export class Etcd2Store implements Store {
 
   private endpoint(): string { return this.endpoints[this.active]; }
 
-  /** Moves on to the next endpoint, unless another request has done so already. */
-  private failed(endpoint: string): void {
-    if (this.endpoints[this.active] === endpoint) this.active = (this.active + 1) % this.endpoints.length;
+  /** The endpoint requests (the long poll included) go to now. */
+  get source(): StoreSource { return { id: '', name: '', url: this.endpoints[this.active] }; }
+
+  /** Times the long poll moved to another endpoint. */
+  sourceMoves = 0;
+
+  /** Long polls in flight, by endpoint. */
+  private readonly polls = new Set<{ endpoint: string; abort: () => void }>();
+  private lastFailure = '';
+
+  /** Moves on to the next endpoint, unless another request has done so already; a long poll still on it moves too. */
+  private failed(endpoint: string, why = ''): void {
+    if (this.endpoints[this.active] !== endpoint) return;
+    this.active = (this.active + 1) % this.endpoints.length;
+    this.lastFailure = why;
+    if (this.endpoints.length > 1) for (const p of this.polls) if (p.endpoint === endpoint) p.abort();
   }
 }
 

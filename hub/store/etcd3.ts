@@ -15,27 +15,83 @@
 // Only events move the cursor, never an event-less progress response (see the data handler);
 // and a re-created watch is not trusted alone: on onReconnected the sync lists the present and
 // publishes whatever the watch missed (hub/sync.ts).
-import { Etcd3, type Watcher } from 'etcd3';
+//
+// A cluster (--etcd a,b,c): the library runs the watch on one member, picked at random, and
+// moves it to another when that member's stream breaks. Three things keep a member that is cut
+// off or stuck from becoming the hub's source of stale data:
+// - reads are linearizable: `serializable: false` on every Range (etcd's default, made
+//   explicit here), so a member answers only once it has confirmed with the leader's quorum
+//   that it has applied everything committed (ReadIndex). A minority member cannot: its reads
+//   fail instead of answering from its own old copy (test/etcd-cluster.test.ts shows the
+//   serializable read of the same member returning the stale value).
+// - every call carries the gRPC metadata `hasleader: true` (clientv3's WithRequireLeader):
+//   etcd refuses such a call on a member without a leader ("etcdserver: no leader"), and
+//   cancels such a watch stream once the member has been without a leader for about three
+//   election timeouts, so the library moves the watch to another member. Without it a watch on
+//   a partitioned member stays open and silent until the partition heals.
+// - gRPC keepalive pings: a member that is alive to the kernel but not answering (SIGSTOP, a
+//   wedged host) closes the stream after ETCD3_KEEPALIVE_TIME_MS + ETCD3_KEEPALIVE_TIMEOUT_MS.
+// Which member serves the watch is known from the `created` response's header.member_id; the
+// handlers are told (onSource) on the first creation and on every move, with the reason.
+import { Etcd3, type IMember, type Watcher } from 'etcd3';
+import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { HUB_DEFAULTS } from '../defaults.js';
-import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreWatch, type WatchHandlers } from './types.js';
+import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreSource, type StoreWatch, type WatchHandlers } from './types.js';
+
+/**
+ * gRPC keepalive of the etcd connections. etcd answers pings more frequent than its
+ * --grpc-keepalive-min-time (5 s) with GOAWAY, so the time stays above it.
+ */
+export const ETCD3_KEEPALIVE_TIME_MS = 6_000;
+export const ETCD3_KEEPALIVE_TIMEOUT_MS = 4_000;
+
+/**
+ * Deadlines of the reads. Without one, a read sent to a member that hangs (SIGSTOP: the kernel
+ * accepts the connection, nothing answers) waits as long as the member does — and while a list
+ * of the present is in flight the sync holds the watch's changes back (hub/sync.ts), so the
+ * whole hub stopped publishing (test/etcd-cluster-isolation.test.ts). A list is given room for a
+ * large cluster; a revision read is one key.
+ */
+export const ETCD3_LIST_DEADLINE_MS = 15_000;
+export const ETCD3_REVISION_DEADLINE_MS = 5_000;
+
+/** Adds `hasleader: true` to every call's metadata (etcd's rpctypes.MetadataRequireLeaderKey). */
+const requireLeader: Interceptor = (options, nextCall) => new InterceptingCall(nextCall(options), {
+  start(metadata, listener, next) {
+    metadata.set('hasleader', 'true');
+    next(metadata, listener);
+  },
+});
 
 export interface Etcd3StoreOptions {
   endpoints: string[];
   /** How long one list or connection attempt may take before it fails (ms; default HUB_DEFAULTS.etcd3DialTimeoutMs). */
   dialTimeoutMs?: number;
+  /**
+   * Send `hasleader: true` with every call (default true). Off only in a test that shows the
+   * linearizable reads guard on their own.
+   */
+  requireLeader?: boolean;
 }
 
 export class Etcd3Store implements Store {
   readonly description: string;
   /** etcd's cluster id, from the last response header ('' before the first). */
   clusterId = '';
+  /** The member the watch runs on (from the `created` response's header.member_id). */
+  source?: StoreSource;
+  sourceMoves = 0;
   private readonly client: Etcd3;
+  /** Why the watch's stream last broke, or why the last watch was lost: the reason of the next move. */
+  private moveReason = 'first watch';
+  private members = new Map<string, IMember>();
 
   constructor(opts: Etcd3StoreOptions) {
     this.description = `etcd3 ${opts.endpoints.join(',')}`;
     this.client = new Etcd3({
       hosts: opts.endpoints,
       dialTimeout: opts.dialTimeoutMs ?? HUB_DEFAULTS.etcd3DialTimeoutMs,
+      defaultCallOptions: () => (opts.requireLeader === false ? {} : { interceptors: [requireLeader] }),
       // A list of a large cluster, or a watch response replaying a big transaction, is ONE
       // gRPC message; and grpc-js's own reconnect backoff would leave the hub stale for minutes
       // after etcd is back (reasons with the values, in HUB_DEFAULTS).
@@ -43,18 +99,21 @@ export class Etcd3Store implements Store {
         'grpc.max_receive_message_length': HUB_DEFAULTS.etcd3MaxMessageBytes,
         'grpc.initial_reconnect_backoff_ms': HUB_DEFAULTS.etcd3ReconnectBaseMs,
         'grpc.max_reconnect_backoff_ms': HUB_DEFAULTS.etcd3ReconnectCapMs,
+        'grpc.keepalive_time_ms': ETCD3_KEEPALIVE_TIME_MS,
+        'grpc.keepalive_timeout_ms': ETCD3_KEEPALIVE_TIMEOUT_MS,
       },
     });
   }
 
   async currentRevision(): Promise<number> {
-    const res = await this.client.getAll().prefix('\u0000lainlet-revision-probe').limit(1).exec();
+    const res = await this.client.getAll().prefix('\u0000lainlet-revision-probe').limit(1).serializable(false)
+      .options({ deadline: Date.now() + ETCD3_REVISION_DEADLINE_MS }).exec();
     this.clusterId = String(res.header.cluster_id);
     return Number(res.header.revision);
   }
 
   async list(prefix: string, atRevision?: number): Promise<ListResult> {
-    const builder = this.client.getAll().prefix(prefix);
+    const builder = this.client.getAll().prefix(prefix).serializable(false).options({ deadline: Date.now() + ETCD3_LIST_DEADLINE_MS });
     if (atRevision !== undefined) builder.revision(atRevision);
     let res;
     try {
@@ -83,6 +142,7 @@ export class Etcd3Store implements Store {
     const lose = (reason: string) => {
       if (lost) return;
       lost = true;
+      this.moveReason = `watch lost: ${reason}`;
       watcher.removeAllListeners();
       watcher.on('error', () => {});
       void cancelQuietly(watcher);
@@ -115,11 +175,17 @@ export class Etcd3Store implements Store {
       // nothing: neither the cursor nor the state. Only events and lists do.
 
     });
-    watcher.on('connected', () => {
+    watcher.on('connected', (res: { header?: { member_id?: string } }) => {
       if (disconnected) { disconnected = false; handlers.onReconnected(); }
+      void this.noteSource(String(res?.header?.member_id ?? ''), handlers);
     });
     watcher.on('disconnected', (err) => {
-      if (!disconnected) { disconnected = true; handlers.onDisconnected(err?.message ?? 'disconnected'); }
+      // The first error of a break says why (e.g. "etcdserver: no leader"); the library's
+      // "stream ended" that may follow says nothing more.
+      if (disconnected) return;
+      disconnected = true;
+      this.moveReason = `stream broke: ${err?.message ?? 'disconnected'}`;
+      handlers.onDisconnected(err?.message ?? 'disconnected');
     });
     watcher.on('error', (err) => lose(`watch error: ${err?.message ?? err}`));
     watcher.on('end', () => lose('watch ended'));
@@ -137,6 +203,28 @@ export class Etcd3Store implements Store {
 
   async close(): Promise<void> {
     this.client.close();
+  }
+
+  /** Records which member a (re)created watch runs on, and tells the handlers when it changed. */
+  private async noteSource(memberId: string, handlers: WatchHandlers): Promise<void> {
+    if (memberId === '' || memberId === '0') return;
+    const id = BigInt(memberId).toString(16);
+    if (this.source?.id === id) return;
+    let member = this.members.get(memberId);
+    if (!member) {
+      try {
+        const list = await this.client.cluster.memberList({});
+        this.members = new Map(list.members.map((m) => [String(m.ID), m]));
+        member = this.members.get(memberId);
+      } catch {
+        // the name and URL stay unknown; the id is enough to tell the move
+      }
+    }
+    if (this.source?.id === id) return;
+    const previous = this.source;
+    this.source = { id, name: member?.name ?? '', url: member?.clientURLs[0] ?? '' };
+    if (previous) this.sourceMoves++;
+    handlers.onSource?.(this.source, previous, previous ? this.moveReason : 'first watch');
   }
 }
 

@@ -34,6 +34,21 @@ export interface WatchHandlers {
   onDisconnected(reason: string): void;
   /** The backend is connected again after onDisconnected. */
   onReconnected(): void;
+  /**
+   * The watch now runs on `source` (an etcd member, or an endpoint for etcd2): told when the
+   * first watch is created and whenever it moves to another member, with why it moved.
+   */
+  onSource?(source: StoreSource, previous: StoreSource | undefined, reason: string): void;
+}
+
+/** The etcd member (or v2 endpoint) a watch runs on. */
+export interface StoreSource {
+  /** etcd's member id in hex, as etcdctl prints it ('' where unknown, e.g. etcd2). */
+  id: string;
+  /** The member's name ('' where unknown). */
+  name: string;
+  /** Its client URL (the first one it advertises). */
+  url: string;
 }
 
 export interface StoreWatch {
@@ -49,6 +64,10 @@ export interface Store {
    * state came from another identity needs a reset, not a resume.
    */
   readonly clusterId?: string;
+  /** The member the watch runs on now (undefined before the first watch is created). */
+  readonly source?: StoreSource;
+  /** How many times the watch moved to another member. */
+  readonly sourceMoves?: number;
   /**
    * Lists the prefix at the current revision, or at `atRevision` when given (a historical
    * read; throws CompactedError when that revision is no longer available).

@@ -1,13 +1,19 @@
 // A hub on the in-memory store and fake agents (raw WebSocket clients) for in-process hub tests.
 import WebSocket from 'ws';
 import { startHub, type Hub } from '../../hub/hub.js';
-import type { MemoryStore } from '../../hub/store/memory.js';
+import type { Store } from '../../hub/store/types.js';
 import { decodeFrame, encodeFrame, type HubFrame } from '../../shared/protocol.js';
 import { silentLogger, type Logger } from '../../shared/log.js';
 
-export async function hubOn(store: MemoryStore, over: Partial<Parameters<typeof startHub>[0]> = {}, log: Logger = silentLogger): Promise<Hub> {
+/**
+ * Worker threads of the hubs tests start in-process: LAINLET_TEST_HUB_WORKERS (default 0, the
+ * agents served on the test's own thread). `npm test` runs the hub tests with 2 as well.
+ */
+export const TEST_HUB_WORKERS = Number(process.env.LAINLET_TEST_HUB_WORKERS ?? '0');
+
+export async function hubOn(store: Store, over: Partial<Parameters<typeof startHub>[0]> = {}, log: Logger = silentLogger): Promise<Hub> {
   const hub = await startHub({
-    store, prefix: '/lain/', host: '127.0.0.1', port: 0,
+    store, prefix: '/lain/', host: '127.0.0.1', port: 0, workers: TEST_HUB_WORKERS,
     historyMaxCount: 100, historyMaxBytes: 1 << 20, maxBackpressure: 1 << 20, progressIntervalMs: 200, ...over,
   }, log);
   await hub.ready;

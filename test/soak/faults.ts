@@ -12,7 +12,18 @@ export const FAULT_WEIGHTS = {
   'hub-link-cut': 3, 'hub-link-refuse': 2, 'hub-link-budget': 4, 'hub-link-delay': 2, 'hub-link-throttle': 2,
   'compact': 4, 'etcd-restart': 1, 'etcd-kill': 1,
 } as const;
-export type FaultKind = keyof typeof FAULT_WEIGHTS;
+/**
+ * With a cluster of etcd members (--etcd-members 3): one member at a time is SIGKILLed (and
+ * restarted), restarted gracefully, SIGSTOPped, cut from the other members (minority), or
+ * loses the leadership (MoveLeader); whole-etcd restarts are out. A separate table, so that the
+ * plans of the single-etcd soak stay what their seeds always gave.
+ */
+export const CLUSTER_FAULT_WEIGHTS = {
+  ...Object.fromEntries(Object.entries(FAULT_WEIGHTS).filter(([k]) => k !== 'etcd-restart' && k !== 'etcd-kill')) as Omit<typeof FAULT_WEIGHTS, 'etcd-restart' | 'etcd-kill'>,
+  'member-kill': 3, 'member-restart': 2, 'member-stop': 2, 'member-partition': 3, 'leader-move': 3,
+} as const;
+export type FaultKind = keyof typeof FAULT_WEIGHTS | keyof typeof CLUSTER_FAULT_WEIGHTS;
+export const ALL_FAULT_KINDS: ReadonlySet<string> = new Set([...Object.keys(FAULT_WEIGHTS), ...Object.keys(CLUSTER_FAULT_WEIGHTS)]);
 
 export interface Episode {
   /** ms after the start of the run */
@@ -26,7 +37,7 @@ export interface Episode {
   params: number[];
 }
 
-export interface Topology { hubs: number; agents: number }
+export interface Topology { hubs: number; agents: number; etcdMembers?: number }
 
 /** Planned time a restart or heal takes beyond the fault itself, so per-target episodes rarely queue. */
 const SETTLE_MS = 1000;
@@ -36,19 +47,22 @@ export function planFaults(seed: number, seconds: number, topo: Topology): Episo
   const episodes: Episode[] = [];
   const busyUntil = new Map<string, number>();
   const end = seconds * 1000 - 1500;
+  const members = topo.etcdMembers ?? 1;
+  const weights: Record<string, number> = members > 1 ? CLUSTER_FAULT_WEIGHTS : FAULT_WEIGHTS;
   for (let t = 800; t < end; t += rng.int(250, 1100)) {
-    const kind = rng.weighted(FAULT_WEIGHTS);
+    const kind = rng.weighted(weights) as FaultKind;
     const hub = rng.int(0, topo.hubs - 1);
     const agent = rng.int(0, topo.agents - 1);
     const target = kind.startsWith('hub-link') ? `hub-link${agent}.${hub}`
       : kind.startsWith('hub-') ? `hub${hub}`
       : kind.startsWith('agent-') ? `agent${agent}`
       : kind.startsWith('etcd-link') || kind === 'partition-compact' ? `etcd-link${hub}`
-      : 'etcd';
+      : 'etcd'; // whole etcd, or (member-*, leader-move) one member at a time
     const duration = kind === 'compact' ? 0 : kind === 'etcd-restart' ? 0 : rng.int(200, kind.endsWith('-stop') ? 3000 : 2500);
     const params = kind.endsWith('-budget') ? Array.from({ length: rng.int(1, 3) }, () => rng.int(0, 1) ? rng.int(0, 600) : rng.int(600, 40_000)).concat(rng.int(0, 1))
       : kind.endsWith('-delay') ? [rng.int(20, 400)]
       : kind.endsWith('-throttle') ? [rng.int(2_000, 60_000)]
+      : kind.startsWith('member-') || kind === 'leader-move' ? [rng.int(0, members - 1)]
       : [];
     // A target already busy at t keeps its episode; this draw is dropped (the draws stay the same).
     if ((busyUntil.get(target) ?? 0) > t) continue;

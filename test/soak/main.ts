@@ -1,16 +1,16 @@
-// npm run soak -- --seconds S --seed N [--converge-ms MS] [--faults KIND,… | none] [--verbose]
+// npm run soak -- --seconds S --seed N [--converge-ms MS] [--faults KIND,… | none] [--etcd-members 3] [--verbose]
 // The checker's findings (if any), then one verdict line; exit code 1 on findings, 2 when the
 // soak could not run at all.
-import { FAULT_WEIGHTS } from './faults.js';
+import { ALL_FAULT_KINDS } from './faults.js';
 import { abortSoaks, runSoak } from './run.js';
 
 function usage(): never {
-  process.stderr.write('usage: npm run soak -- [--seconds S (default 60)] [--seed N (default: random)] [--converge-ms MS (default 30000)] [--faults KIND,KIND… | none] [--verbose]\n');
+  process.stderr.write('usage: npm run soak -- [--seconds S (default 60)] [--seed N (default: random)] [--converge-ms MS (default 30000)] [--faults KIND,KIND… | none] [--etcd-members 1|3|5] [--verbose]\n');
   process.exit(2);
 }
 
 function parseArgs(argv: string[]) {
-  const out: { seconds: number; seed: number; convergeMs: number; verbose: boolean; kinds?: string[] } = { seconds: 60, seed: Math.floor(Math.random() * 2 ** 31), convergeMs: 30_000, verbose: false };
+  const out: { seconds: number; seed: number; convergeMs: number; verbose: boolean; kinds?: string[]; etcdMembers: number } = { etcdMembers: 1, seconds: 60, seed: Math.floor(Math.random() * 2 ** 31), convergeMs: 30_000, verbose: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [name, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -22,12 +22,13 @@ function parseArgs(argv: string[]) {
     if (name === '--seconds') out.seconds = value();
     else if (name === '--seed') out.seed = value();
     else if (name === '--converge-ms') out.convergeMs = value();
+    else if (name === '--etcd-members') out.etcdMembers = value();
     else if (name === '--verbose' || name === '-v') out.verbose = true;
     else if (name === '--faults') {
       const v = inline ?? argv[++i];
       if (v === undefined) usage();
       out.kinds = v === 'none' ? [] : v.split(',');
-      for (const k of out.kinds) if (!(k in FAULT_WEIGHTS)) { process.stderr.write(`unknown fault kind ${k}; kinds: ${Object.keys(FAULT_WEIGHTS).join(' ')}\n`); process.exit(2); }
+      for (const k of out.kinds) if (!ALL_FAULT_KINDS.has(k)) { process.stderr.write(`unknown fault kind ${k}; kinds: ${[...ALL_FAULT_KINDS].join(' ')}\n`); process.exit(2); }
     }
     else usage();
   }
@@ -52,6 +53,7 @@ try {
     seed: args.seed,
     convergeMs: args.convergeMs,
     kinds: args.kinds,
+    etcdMembers: args.etcdMembers,
     log: args.verbose ? (line) => process.stderr.write(`soak ${line}\n`) : undefined,
   });
   for (const line of result.findings) process.stdout.write(`${line}\n`);

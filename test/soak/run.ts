@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { compact, startEtcd, type EtcdServer } from '../../testkit/etcd.js';
+import { startEtcdCluster, type EtcdCluster } from '../../testkit/etcd-cluster.js';
 import { httpGet } from '../../testkit/http.js';
 import { freePorts } from '../../testkit/ports.js';
 import { startAgent, waitFor, type Proc } from '../../testkit/procs.js';
@@ -25,6 +26,11 @@ export interface SoakOptions {
   convergeMs?: number;
   hubs?: number;
   agents?: number;
+  /**
+   * etcd members (default 1). With 3 (or 5) the hubs are given every member (hub i reaches
+   * member i through its etcd link, the others directly) and the member faults join the plan.
+   */
+  etcdMembers?: number;
   /** Only these fault kinds (all when absent; [] = a baseline run without faults). */
   kinds?: string[];
   /** Progress lines (episodes as they run); none when absent. */
@@ -74,6 +80,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const tempDir = mkdtempSync(path.join(os.tmpdir(), 'lainlet-soak-'));
   liveDirs.add(tempDir);
   let etcd: EtcdServer | undefined;
+  let cluster: EtcdCluster | undefined;
+  const nMembers = opts.etcdMembers ?? 1;
   const proxies: FaultProxy[] = [];
   const procs: ManagedProc[] = [];
   let reference: Proc | undefined;
@@ -87,7 +95,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     writer?.close();
     await Promise.all([...procs.map(async (p) => { p.cont(); await p.kill(); }), reference?.kill()]);
     for (const p of proxies) await p.close().catch(() => {});
-    await etcd?.stop().catch(() => {});
+    await (cluster ?? etcd)?.stop().catch(() => {});
     rmSync(tempDir, { recursive: true, force: true });
     liveDirs.delete(tempDir);
   })());
@@ -101,20 +109,26 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   };
 
   try {
-    etcd = await startEtcd();
-    const etcdPort = Number(etcd.endpoint.split(':')[1]);
-    writer = new Writer(etcd.url, new Rng(seed, 2), new Rng(seed, 3));
+    if (nMembers > 1) {
+      cluster = await startEtcdCluster({ members: nMembers });
+      etcd = cluster.members[0];
+    } else {
+      etcd = await startEtcd();
+    }
+    const members: EtcdServer[] = cluster?.members ?? [etcd];
+    writer = new Writer(members.map((m) => m.url), new Rng(seed, 2), new Rng(seed, 3));
     const history = await writer.seed(seedState(new Rng(seed, 4)));
 
     // Hubs, each behind its own link to etcd; different history bounds, so resumes are
     // sometimes deltas and sometimes snapshots.
     const etcdLinks: FaultProxy[] = [];
-    for (let i = 0; i < nHubs; i++) etcdLinks.push(await startProxy(etcdPort));
+    const linkedMember = (i: number) => i % members.length;
+    for (let i = 0; i < nHubs; i++) etcdLinks.push(await startProxy(Number(members[linkedMember(i)].endpoint.split(':')[1])));
     proxies.push(...etcdLinks);
     const hubPorts = await freePorts(nHubs);
     const hubExtra = [[], ['--history-count', '30'], ['--history-bytes', '300000', '--history-prefill', '100']];
     const hubs = hubPorts.map((port, i) => new ManagedProc(`hub${i}`, 'hub', port, [
-      '--etcd', `127.0.0.1:${etcdLinks[i].port}`, '--listen', `127.0.0.1:${port}`,
+      '--etcd', members.map((m, k) => (k === linkedMember(i) ? `127.0.0.1:${etcdLinks[i].port}` : m.endpoint)).join(','), '--listen', `127.0.0.1:${port}`,
       '--progress-interval', '500', '--shutdown-spread', '500', ...(hubExtra[i % hubExtra.length] ?? []),
     ], onUnexpectedExit));
     procs.push(...hubs);
@@ -167,7 +181,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     await waitFor(() => streams.every((s) => s.check.connected), { timeoutMs: 20_000, message: 'every stream open' });
 
     // The run: writer and fault plan.
-    const plan = planFaults(seed, seconds, { hubs: nHubs, agents: nAgents }).filter((e) => !opts.kinds || opts.kinds.includes(e.kind));
+    const plan = planFaults(seed, seconds, { hubs: nHubs, agents: nAgents, etcdMembers: nMembers }).filter((e) => !opts.kinds || opts.kinds.includes(e.kind));
     let writing = true;
     const writerDone = writer.run(() => writing);
     const startedAt = Date.now();
@@ -178,7 +192,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const compactNow = async () => {
       if (etcdDown) return;
       try {
-        await timeout(compact(etcd!), 5000, 'compaction');
+        await timeout(compact(members.find((m) => m.proc.running) ?? etcd!), 5000, 'compaction');
         extra.compactions++;
       } catch { /* etcd went away meanwhile */ }
     };
@@ -288,6 +302,20 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
           if (etcdDown) return false;
           await compactNow();
           return true;
+        case 'member-kill': case 'member-restart': case 'member-stop': case 'member-partition': case 'leader-move': {
+          if (!cluster) return false;
+          const m = e.params[0];
+          try {
+            if (e.kind === 'leader-move') { await cluster.moveLeader(m); return true; }
+            if (e.kind === 'member-stop') { cluster.pause(m, true); await sleep(d); cluster.pause(m, false); return true; }
+            if (e.kind === 'member-partition') { cluster.isolate(m); await sleep(d); cluster.heal(); return true; }
+            if (e.kind === 'member-kill') { await cluster.kill(m); await sleep(d); }
+            await cluster.restart(m);
+          } catch (error) {
+            findings.add('etcd', `${e.kind} m${m}`, (error as Error).message.split('\n')[0]);
+          }
+          return true;
+        }
         case 'etcd-restart': case 'etcd-kill': {
           etcdDown = true;
           try {
@@ -354,6 +382,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       for (const line of behind) findings.add('no-convergence', line.split(':')[0], `${line.slice(line.indexOf(':') + 2)} — ${convergeMs / 1000} s after the writer stopped and every fault was healed`);
     });
     const convergedIn = Date.now() - convergeStart;
+    if (cluster) {
+      // How often the hubs' watches moved between members (since each hub's last start).
+      extra['hub-watch-member-moves'] = 0;
+      for (const h of hubs) {
+        const text = (await httpGet(`http://127.0.0.1:${h.port}/metrics`).catch(() => ({ body: '' }))).body;
+        extra['hub-watch-member-moves'] += Number(/^lainlet_hub_store_watch_member_moves_total (\d+)$/m.exec(text)?.[1] ?? 0);
+      }
+    }
 
     for (const s of streams) await s.stop();
     for (const p of pollers) await p.stop();
@@ -377,7 +413,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
     // Every endpoint of every agent answers as a fresh agent that lists etcd itself.
     const [refPort] = await freePorts(1);
-    reference = startAgent(['-web', `127.0.0.1:${refPort}`, '-etcd', etcd.endpoint, '-ip', '127.0.0.1', '-hostname', 'node1']);
+    reference = startAgent(['-web', `127.0.0.1:${refPort}`, '-etcd', members.map((m) => m.endpoint).join(','), '-ip', '127.0.0.1', '-hostname', 'node1']);
     const refBase = `http://127.0.0.1:${refPort}`;
     await waitFor(async () => { const d = await debugOf(refBase); return d.hasState && d.revision >= finalRevision; }, { timeoutMs: 20_000, message: `reference agent synced:\n${tail(reference.output())}` });
     for (const p of REFERENCE_PATHS) {
@@ -401,7 +437,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const ok = findings.size === 0;
     const verdict = `SOAK ${ok ? 'PASS' : `FAIL (${findings.size} findings)`} seed=${seed} seconds=${seconds}: ${writer.stats.committed} ops committed (${writer.stats.uncertain} uncertain) up to rev ${finalRevision}, `
       + `${events} stream events, ${polls} polls, ${served.checked} served-state checks, ${claims} hub-state checks, converged in ${(convergedIn / 1000).toFixed(1)} s, ${rollbacks} SIGKILL rollbacks to a state file; `
-      + `faults ${total}: ${faultList} — replay: npm run soak -- --seconds ${seconds} --seed ${seed}${opts.kinds ? ` --faults ${opts.kinds.join(',') || 'none'}` : ''}`;
+      + `faults ${total}: ${faultList} — replay: npm run soak -- --seconds ${seconds} --seed ${seed}${nMembers > 1 ? ` --etcd-members ${nMembers}` : ''}${opts.kinds ? ` --faults ${opts.kinds.join(',') || 'none'}` : ''}`;
     return { ok, findings: findings.lines(), verdict, faults };
   } finally {
     teardowns.delete(teardown);

@@ -39,7 +39,7 @@ export class Writer {
   history!: History;
   private aborted = false;
 
-  constructor(private readonly url: string, private readonly rng: Rng, private readonly pace: Rng) {
+  constructor(private readonly url: string | string[], private readonly rng: Rng, private readonly pace: Rng) {
     this.client = this.newClient();
   }
 

@@ -5,6 +5,7 @@
 // on every request; the scope is the app name found and render only encodes it, which keeps a
 // cached answer valid whatever index changes later.
 import { encodeString } from '../../../shared/gojson.js';
+import { normalizeIp } from '../../auth.js';
 import type { Endpoint } from '../types.js';
 import { SUPER_REQUIRED, badRequest, defineEndpoint, ok, serverError, type EndpointContext } from './common.js';
 
@@ -19,7 +20,8 @@ export function appName({ auth }: EndpointContext): Endpoint {
       // lainlet strips a ":port" from the address it looks up (the default, the caller, has none here).
       const ip = asked === '' ? req.remoteIp : asked.includes(':') ? asked.slice(0, asked.lastIndexOf(':')) : asked;
       if (ip === '') return serverError('empty key');
-      const app = auth.appName(ip);
+      // Asked for in the mapped form ("::ffff:1.2.3.4:80"), it is the IPv4 address, like the caller's own.
+      const app = auth.appName(normalizeIp(ip));
       if (app === undefined) return serverError(`unkown address ${ip}`);
       return { scope: app };
     },

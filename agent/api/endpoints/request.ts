@@ -27,15 +27,23 @@ export function queryUnescape(s: string): string | undefined {
 /** The query's values, first value per name. */
 export function parseQuery(query: string): Map<string, string> {
   const values = new Map<string, string>();
-  for (const pair of query.split(/[&;]/)) {
-    if (pair === '') continue;
-    const eq = pair.indexOf('=');
-    const name = queryUnescape(eq < 0 ? pair : pair.slice(0, eq));
-    const value = queryUnescape(eq < 0 ? '' : pair.slice(eq + 1));
-    if (name === undefined || value === undefined) continue;
-    if (!values.has(name)) values.set(name, value);
+  let start = 0;
+  // Pairs end at "&", ";" or the end (query.split(/[&;]/) without the array and the regex).
+  for (let i = 0; i <= query.length; i++) {
+    const ch = i < query.length ? query.charCodeAt(i) : 0x26;
+    if (ch !== 0x26 /* & */ && ch !== 0x3b /* ; */) continue;
+    if (i > start) addPair(values, query.slice(start, i));
+    start = i + 1;
   }
   return values;
+}
+
+function addPair(values: Map<string, string>, pair: string): void {
+  const eq = pair.indexOf('=');
+  const name = queryUnescape(eq < 0 ? pair : pair.slice(0, eq));
+  const value = queryUnescape(eq < 0 ? '' : pair.slice(eq + 1));
+  if (name === undefined || value === undefined) return;
+  if (!values.has(name)) values.set(name, value);
 }
 
 /** The route path: the URL path without its query and without one trailing "/" (the root stays "/"). */
