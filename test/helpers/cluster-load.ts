@@ -58,7 +58,8 @@ export async function startClusterLoad(opts: ClusterLoadOptions = {}): Promise<C
     const endpoints = (opts.hubEndpoints ?? ((c) => c.endpoints))(cluster);
     const hub = startHub(['--etcd', endpoints.join(','), '--listen', `127.0.0.1:${hubPort}`, '--progress-interval', '300', ...(opts.v2 ? ['--store', 'etcd2'] : [])]);
     procs.push(hub);
-    await writeOnce(cluster, client, opts.v2 === true, 0);
+    const guard: Guard = { counterRev: 0 };
+    await writeOnce(cluster, client, opts.v2 === true, 0, guard);
     await waitFor(() => hubHealthy(hubPort), { timeoutMs: 20_000, message: `hub healthy\n${hub.output()}` });
     const base = `http://127.0.0.1:${agentPort}`;
     const agentProc = startAgent(['-web', `127.0.0.1:${agentPort}`, '-hub', `ws://127.0.0.1:${hubPort}`, '-ip', '127.0.0.1', '-silence-timeout', '1500', '-reconnect-max', '1000']);
@@ -74,7 +75,10 @@ export async function startClusterLoad(opts: ClusterLoadOptions = {}): Promise<C
     writer = (async () => {
       while (writing) {
         n++;
-        try { committedRevisions.push(...await writeOnce(cluster, client, opts.v2 === true, n)); committed++; committedValues.push(n); } catch { /* a member down: the next try goes elsewhere */ }
+        try {
+          const c = await writeOnce(cluster, client, opts.v2 === true, n, guard);
+          committedRevisions.push(...c.revisions); committed++; committedValues.push(c.value);
+        } catch { /* a member down: the next try goes elsewhere */ }
         await new Promise((r) => setTimeout(r, 10)); // pacing: a bounded write rate
       }
     })();
@@ -143,8 +147,22 @@ export async function startClusterLoad(opts: ClusterLoadOptions = {}): Promise<C
 
 let v2Target = 0;
 
-/** One transaction: the counter, a rotating key, and every fifth time a delete. Returns the revisions (v2: indexes) it committed. */
-async function writeOnce(cluster: EtcdCluster, client: Etcd3, v2: boolean, n: number): Promise<number[]> {
+/** The writer's guard (v3): the revision of the last counter write it knows of. */
+export interface Guard { counterRev: number }
+
+/**
+ * One transaction: the counter, a rotating key, and every fifth time a delete. Returns the
+ * commit it learnt of: its own, or an earlier attempt's (v3), with its revisions (v2: indexes).
+ *
+ * A write that timed out may still commit (a SIGSTOPped member reads it from its socket when it
+ * resumes and proposes it then: seen in this file's SIGSTOP test as a stream that went from 212
+ * back to 13, etcd's own state doing so). So each v3 transaction is guarded on the counter's
+ * revision being the last one the writer knows of: an old attempt that lands late finds the
+ * counter moved and changes nothing, and the counter in etcd only ever goes up. A failed guard
+ * reads the counter: an earlier attempt of ours committed, and is counted. (v2 has no
+ * transactions, and its scenarios kill and partition members, which commit nothing late.)
+ */
+async function writeOnce(cluster: EtcdCluster, client: Etcd3, v2: boolean, n: number, guard: Guard): Promise<{ value: number; revisions: number[] }> {
   if (v2) {
     // v2 has no transactions: the counter is the last write of the three, as in v3's order. To
     // one member until it fails (a dead or minority member: 2 s), then the next.
@@ -166,17 +184,31 @@ async function writeOnce(cluster: EtcdCluster, client: Etcd3, v2: boolean, n: nu
     if (n % 5 === 0) await write('DELETE', `k${(n + 3) % 17}`);
     await write('PUT', `k${n % 17}`, String(n));
     await write('PUT', 'counter', String(n));
-    return revisions;
+    return { value: n, revisions };
   }
+  return guardedWrite(client, n, guard);
+}
+
+/** The v3 transaction of writeOnce, guarded (see there). */
+export async function guardedWrite(client: Etcd3, n: number, guard: Guard): Promise<{ value: number; revisions: number[] }> {
   const key = (k: string) => Buffer.from(`${PREFIX}${k}`);
   const res = await client.kv.txn({
+    compare: [{ key: key('counter'), target: 'Mod', result: 'Equal', mod_revision: String(guard.counterRev) }],
     success: [
       { request_put: { key: key('counter'), value: Buffer.from(String(n)) } },
       { request_put: { key: key(`k${n % 17}`), value: Buffer.from(String(n)) } },
       ...(n % 5 === 0 ? [{ request_delete_range: { key: key(`k${(n + 3) % 17}`) } }] : []),
     ],
+    failure: [{ request_range: { key: key('counter') } }],
   });
-  return [Number(res.header.revision)];
+  if (res.succeeded) {
+    guard.counterRev = Number(res.header.revision);
+    return { value: n, revisions: [guard.counterRev] };
+  }
+  const kv = res.responses[0]?.response_range?.kvs[0];
+  if (!kv) throw new Error('the counter guard failed and the counter is gone');
+  guard.counterRev = Number(kv.mod_revision);
+  return { value: Number(kv.value.toString()), revisions: [guard.counterRev] };
 }
 
 /** A protocol client straight on the hub (hello at 0): the snapshot's revision and every delta's prev→rev. */
