@@ -4,6 +4,7 @@
 // little, and the default (16 MB semi-spaces) costs ~30 MB of RSS on every node
 // (bench/RESULTS.md, agent memory).
 // Accepts the original's command line (Go flag syntax) plus the hub-tier flags.
+import '../shared/tick-map.js';
 import { readFileSync } from 'node:fs';
 import { createLogger } from '../shared/log.js';
 import { checkIp, FlagError, MAX_TIMER_MS, parseEndpoints, parseFlags, parseHubAddresses, parseListenAddress, usage, type FlagSpec, type FlagValues } from '../shared/flags.js';

@@ -2,6 +2,7 @@
 // lainlet-hub: holds the only etcd watch and serves the cluster state to agents.
 // First: loads uWebSockets.js quietly before ./hub.js does (shared/uws-first.ts).
 import '../shared/uws-first.js';
+import '../shared/tick-map.js';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createLogger } from '../shared/log.js';

@@ -8,6 +8,7 @@
 // What only the main thread can do (read the store, list the present, render /metrics, encode
 // a snapshot) is asked of it by message; deltas never travel by message.
 import '../shared/uws-first.js';
+import '../shared/tick-map.js';
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { tokenChecker } from '../shared/token.js';
