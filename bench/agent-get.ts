@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { byOwnCode, hotSpots, type Attribution, type HotSpot } from './lib/cpuprofile.js';
 import { largeClusterNote, startLargeCluster } from './lib/large-cluster.js';
-import { startAgent, waitSynced, type AgentProc } from './lib/lainlet.js';
+import { deployedNodeArgs, startAgent, waitSynced, type AgentProc } from './lib/lainlet.js';
 import { httpGet } from '../testkit/http.js';
 import { BENCH_LIB, REPO_ROOT } from '../testkit/paths.js';
 import { freePort } from '../testkit/ports.js';
@@ -74,7 +74,7 @@ async function startCeiling(kind: 'node' | 'uws', file: string): Promise<{ proc:
 async function profileAgent(ctx: BenchContext, hubUrl: string, url: string, wrk: string, seconds: number): Promise<{ spots: HotSpot[]; own: Attribution[] }> {
   const dir = path.join(ctx.tmpDir, 'cpuprof-get');
   mkdirSync(dir, { recursive: true });
-  const agent = await startAgent([hubUrl], [], { spawn: { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] } });
+  const agent = await startAgent([hubUrl], [], { spawn: { nodeArgs: [...deployedNodeArgs(), '--cpu-prof', `--cpu-prof-dir=${dir}`] } });
   let window;
   try {
     await waitSynced(agent, '/v2/coreinfowatcher');
@@ -100,7 +100,8 @@ export const agentGet: Measurement = {
     let agent: AgentProc | undefined;
     const ceilings: Proc[] = [];
     try {
-      agent = await startAgent([cluster.hub.url]);
+      // As installed: with the node options of the lainlet-agent command's shebang.
+      agent = await startAgent([cluster.hub.url], [], { spawn: { nodeArgs: deployedNodeArgs() } });
       await waitSynced(agent, '/v2/coreinfowatcher', 60_000);
       await sleep(500);
       const rssAfterSync = readProc(agent.proc.pid).rss;
@@ -183,7 +184,7 @@ function report(ctx: BenchContext, d: AgentGetData, clusterNote: string, seconds
   const md = [
     clusterNote,
     '',
-    `wrk -t1 -c${CONNECTIONS} -d${seconds}s --latency after a 1 s warm-up run${ctx.quick ? '' : `, ${ROUNDS} rounds interleaved across the three servers (each round starting with the next server), each server's median round kept`}, one server at a time, each URL against: the real agent process (\`dist/agent/main.js -noauth\`, synced from the hub), a bare node:http server and a bare uWebSockets.js server answering the agent's exact bytes (same Content-Type and length) from a Buffer in memory (bench/lib/ceiling-node.ts, ceiling-uws.ts). wrk and the server under test share the machine's cores. "CPU per request" is the server process's utime + stime during its median round divided by the requests it answered: a per-request cost that a busy machine disturbs less than req/s. The targets (issue 13): small answers (≤ ${fmtBytes(SMALL_BODY_MAX)}) ≥ ${TARGET_SMALL} of the node:http ceiling, large ones ≥ ${TARGET_LARGE}.`,
+    `wrk -t1 -c${CONNECTIONS} -d${seconds}s --latency after a 1 s warm-up run${ctx.quick ? '' : `, ${ROUNDS} rounds interleaved across the three servers (each round starting with the next server), each server's median round kept`}, one server at a time, each URL against: the real agent process (\`dist/agent/main.js -noauth\` with its shebang's node options \`${deployedNodeArgs().join(' ')}\`, as installed; synced from the hub), a bare node:http server and a bare uWebSockets.js server answering the agent's exact bytes (same Content-Type and length) from a Buffer in memory (bench/lib/ceiling-node.ts, ceiling-uws.ts). wrk and the server under test share the machine's cores. "CPU per request" is the server process's utime + stime during its median round divided by the requests it answered: a per-request cost that a busy machine disturbs less than req/s. The targets (issue 13): small answers (≤ ${fmtBytes(SMALL_BODY_MAX)}) ≥ ${TARGET_SMALL} of the node:http ceiling, large ones ≥ ${TARGET_LARGE}.`,
     '',
     table(['URL', 'body', 'agent req/s', 'node:http ceiling req/s', 'uWS ceiling req/s', 'agent / node:http (target)', 'agent / uWS', 'CPU µs per request: agent / node:http / uWS', 'rounds req/s: agent / node:http', 'agent transfer', 'agent latency p50 / p99', 'non-2xx'], rows),
   ];
