@@ -24,7 +24,7 @@ import { httpGet } from '../testkit/http.js';
 import { BENCH_LIB } from '../testkit/paths.js';
 import { waitFor } from '../testkit/procs.js';
 import { startEtcd } from './lib/etcd.js';
-import { readProc } from './lib/proc-stats.js';
+import { readProc, readThread } from './lib/proc-stats.js';
 import { openEventStream } from './lib/event-stream.js';
 import { readFixture } from './lib/fixtures.js';
 import { startRemote } from './lib/ipc.js';
@@ -64,6 +64,9 @@ interface Row {
   simLastAgent?: Summary;
   simWritesComplete?: number;
   hubCpuShare: number;
+  /** The real agent's main thread over the writes (schedstat): time on a CPU and time waiting for one, per write. */
+  agentRunUsPerWrite: number;
+  agentWaitUsPerWrite: number;
   lost: number;
   /** Whether the bare hub client was on the real agent's hub worker thread (the agent's part is then the agent's alone). */
   bareOnAgentWorker?: boolean;
@@ -141,6 +144,7 @@ export const propagation: Measurement = {
         const agentHop: number[] = [];
         let lost = 0;
         const cpu0 = readProc(hub.proc.pid);
+        const agent0 = readThread(agent.proc.pid, agent.proc.pid);
         const wall0 = monoMs();
         for (let i = 0; i < WARMUP + count; i++) {
           if (i === WARMUP) await sim.call('latencyReset');
@@ -166,7 +170,13 @@ export const propagation: Measurement = {
           await sleep(GAP_MS);
         }
         const hubCpuShare = (readProc(hub.proc.pid).cpuMs - cpu0.cpuMs) / (monoMs() - wall0);
-        return { agents: n, writes: count, real: summarize(real), put: summarize(put), hop: summarize(hop), hubHop: summarize(hubHop), agentHop: summarize(agentHop), hubCpuShare, lost, bareOnAgentWorker: sameWorker } satisfies Row;
+        const agent1 = readThread(agent.proc.pid, agent.proc.pid);
+        const writes = WARMUP + count;
+        return {
+          agents: n, writes: count, real: summarize(real), put: summarize(put), hop: summarize(hop), hubHop: summarize(hubHop), agentHop: summarize(agentHop), hubCpuShare,
+          agentRunUsPerWrite: ((agent1.runMs - agent0.runMs) * 1000) / writes, agentWaitUsPerWrite: ((agent1.waitMs - agent0.waitMs) * 1000) / writes,
+          lost, bareOnAgentWorker: sameWorker,
+        } satisfies Row;
       };
       const logRow = (row: Row) => ctx.log(`  ${row.agents} agent(s)${row.paddedBytes ? `, 10 MB state (${row.savedDuring ? 'saved during the writes' : 'NOT saved during the writes'})` : ''}: real agent p50 ${row.real.p50.toFixed(2)} ms, p99 ${row.real.p99.toFixed(2)} ms, max ${row.real.max.toFixed(2)} ms; added to a direct etcd watch p50 ${row.hop.p50.toFixed(2)} ms, p99 ${row.hop.p99.toFixed(2)} ms, max ${row.hop.max.toFixed(2)} ms (hub p50/p99/max ${row.hubHop.p50.toFixed(2)}/${row.hubHop.p99.toFixed(2)}/${row.hubHop.max.toFixed(2)}, agent ${row.agentHop.p50.toFixed(2)}/${row.agentHop.p99.toFixed(2)}/${row.agentHop.max.toFixed(2)})${row.simLastAgent ? `; last simulated agent p99 ${row.simLastAgent.p99.toFixed(1)} ms` : ''}`);
 
@@ -259,12 +269,15 @@ export const propagation: Measurement = {
         { name: 'last sim. agent p99', points: plainRows.filter((r) => r.simLastAgent).map((r) => [r.agents, r.simLastAgent!.p99]), dashed: true },
       ],
     });
+    const hopMet = one.agentHop.p99 <= 2 && padded.agentHop.p99 <= 2;
+    const perWrite = (r: Row) => `${Math.round(r.agentRunUsPerWrite)} µs on a CPU and ${Math.round(r.agentWaitUsPerWrite)} µs waiting for one per write`;
+    const hopNote = `missed by ${ms(Math.max(one.agentHop.p99, padded.agentHop.p99) - 2)}. The agent's own work is small beside its tail: p50 ${ms(one.agentHop.p50)}, and its main thread spent ${perWrite(one)} (${perWrite(padded)} with the 10 MB state; schedstat over the writes, progress frames and saves included). What is left at p99 is the agent waiting for a core the hub, etcd, the writer and the bench share on this 2-core machine, and its scavenges; not measured apart here`;
     const limitNote = (r: Row) => `p99 ${ms(r.real.p99)} vs target; etcd put round-trip p99 ${ms(r.put.p99)}, hub CPU ${Math.round(r.hubCpuShare * 100)}%`;
     return {
       markdown: md,
       targets: [
         { target: 'propagation p99 ≤ 10 ms with one agent', measured: `p99 ${ms(one.real.p99)} (p50 ${ms(one.real.p50)}, max ${ms(one.real.max)}, ${one.lost} lost)`, met: met1, note: met1 ? undefined : `missed by ${ms(one.real.p99 - 10)}: ${limitNote(one)}` },
-        { target: 'the agent adds ≤ 2 ms at p99 to a change\'s path (one agent: bare hub client → agent stream)', measured: `p99 ${ms(one.agentHop.p99)} (p50 ${ms(one.agentHop.p50)}, max ${ms(one.agentHop.max)}); with a 10 MB state being saved: p99 ${ms(padded.agentHop.p99)} (p50 ${ms(padded.agentHop.p50)}, max ${ms(padded.agentHop.max)}); hub and agent together beside a direct etcd watch: p99 ${ms(one.hop.p99)}`, met: one.agentHop.p99 <= 2 && padded.agentHop.p99 <= 2 },
+        { target: 'the agent adds ≤ 2 ms at p99 to a change\'s path (one agent: bare hub client → agent stream)', measured: `p99 ${ms(one.agentHop.p99)} (p50 ${ms(one.agentHop.p50)}, max ${ms(one.agentHop.max)}); with a 10 MB state being saved: p99 ${ms(padded.agentHop.p99)} (p50 ${ms(padded.agentHop.p50)}, max ${ms(padded.agentHop.max)}); hub and agent together beside a direct etcd watch: p99 ${ms(one.hop.p99)}`, met: hopMet, note: hopMet ? undefined : hopNote },
         { target: 'propagation p99 ≤ 50 ms with 1000 agents', measured: `p99 ${ms(thousand.real.p99)} at the real agent (p50 ${ms(thousand.real.p50)}, max ${ms(thousand.real.max)}); last of all 1000 agents p99 ${ms(thousand.simLastAgent?.p99 ?? NaN)}`, met: met1000, note: met1000 ? undefined : `missed by ${ms(thousand.real.p99 - 50)}: ${limitNote(thousand)}` },
       ],
       charts: [{ file: 'propagation-latency.svg', svg: chart, caption: 'propagation latency percentiles vs agents connected (log–log), with the targets' }],

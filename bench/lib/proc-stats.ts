@@ -40,15 +40,22 @@ export interface ThreadReading {
   sysMs: number;
   /** Time on a CPU from the thread's schedstat, ms (nanosecond resolution; NaN without schedstats). */
   runMs: number;
+  /** Time runnable but waiting for a CPU (the run queue), from schedstat, ms (NaN without schedstats). */
+  waitMs: number;
 }
 
 /** One thread of `pid` (the main thread's id is the pid). */
 export function readThread(pid: number, tid: number): ThreadReading {
   const dir = `/proc/${pid}/task/${tid}`;
   let runMs = NaN;
-  try { runMs = Number(readFileSync(`${dir}/schedstat`, 'utf8').split(' ')[0]) / 1e6; } catch { /* kernel without schedstats */ }
+  let waitMs = NaN;
+  try {
+    const [run, wait] = readFileSync(`${dir}/schedstat`, 'utf8').split(' ');
+    runMs = Number(run) / 1e6;
+    waitMs = Number(wait) / 1e6;
+  } catch { /* kernel without schedstats */ }
   const t = statTimes(dir);
-  return { cpuMs: t.userMs + t.sysMs, sysMs: t.sysMs, runMs };
+  return { cpuMs: t.userMs + t.sysMs, sysMs: t.sysMs, runMs, waitMs };
 }
 
 /** Every thread of `pid` now, by thread id (threads that exit between the listing and the read are left out). */
