@@ -19,7 +19,9 @@ import { barChart } from './lib/svg.js';
 
 const FULL_PATH = '/v2/coreinfowatcher';
 const RSS_TARGET = 64 * 1024 * 1024;
+/** Issue 13: a full answer this soon after the process starts, from the hub and from the state file. */
 const START_TARGET_MS = 300;
+const START_FILE_TARGET_MS = 150;
 
 interface StartRun { listeningMs: number; fullMs: number; rss: number; profile?: string }
 
@@ -50,7 +52,9 @@ async function timedStart(hubs: string[], extra: string[], fullBytes: number, pr
   const port = await freePort();
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   const t0 = monoMs();
-  const agent = await startAgent(hubs, extra, { port, spawn: profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=250'] } : undefined });
+  // As installed: with the shebang's node options.
+  const nodeArgs = [...deployedNodeArgs(), ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=250'] : [])];
+  const agent = await startAgent(hubs, extra, { port, spawn: { nodeArgs } });
   let listeningMs = NaN;
   let fullMs = NaN;
   try {
@@ -103,12 +107,12 @@ async function bareNodeRss(): Promise<number> {
   return Number(r.stdout);
 }
 
-/** RSS of an agent synced to the small fixture (130 KB): the part of RSS that is not the cluster. */
+/** RSS of an agent as installed synced to the small fixture (130 KB): the part of RSS that is not the cluster. */
 async function smallClusterRss(tmpDir: string): Promise<number> {
   const seed = path.join(tmpDir, 'cluster-small.json');
   writeFileSync(seed, JSON.stringify({ kvs: readFixture('cluster-small') }));
   const hub = await startHub(['--store', 'memory', '--seed', seed]);
-  const agent = await startAgent([hub.url]);
+  const agent = await startAgent([hub.url], [], { spawn: { nodeArgs: deployedNodeArgs() } });
   try {
     await waitSynced(agent, FULL_PATH);
     await httpGet(agent.base + FULL_PATH);
@@ -193,18 +197,18 @@ function startupLimits(d: StartupData): string {
 function report(ctx: BenchContext, d: StartupData, clusterNote: string): SectionResult {
   const med = (runs: StartRun[], k: 'listeningMs' | 'fullMs') => median(runs.map((r) => r[k]));
   const max = (runs: StartRun[]) => Math.max(...runs.map((r) => r.fullMs));
-  const rssMet = d.rss <= RSS_TARGET;
+  const rssMet = d.deployedRss <= RSS_TARGET; // the target is as installed
   const hubMed = med(d.fromHub, 'fullMs');
   const fileMed = med(d.fromFile, 'fullMs');
-  const startMet = hubMed <= START_TARGET_MS && fileMed <= START_TARGET_MS;
+  const startMet = hubMed <= START_TARGET_MS && fileMed <= START_FILE_TARGET_MS;
   const md = [
     clusterNote,
     '',
-    '**Memory** of the real agent process (with -state-dir) once synced and idle, 2 s after its state file was written; for reference, the same agent synced to the 130 KB cluster-small fixture (what is not the cluster), and a bare `node` process:',
+    `**Memory** of the real agent process (with -state-dir) once synced and idle, 2 s after its state file was written, with node's default options and as installed (the shebang's \`${deployedNodeOptions()}\`: the target's figure); for reference, the same agent as installed synced to the 130 KB cluster-small fixture (what is not the cluster), and a bare \`node\` process:`,
     '',
     table(['RSS', 'RSS as installed (`lainlet-agent` shebang)', 'peak RSS (VmHWM)', 'V8 heap used / total', 'external (Buffers, ArrayBuffers)', 'state file', 'RSS with cluster-small', 'bare node RSS'], [[`**${fmtBytes(d.rss)}**`, `**${fmtBytes(d.deployedRss)}**`, fmtBytes(d.rssPeak), `${fmtBytes(d.heapUsed)} / ${fmtBytes(d.heapTotal)}`, fmtBytes(d.external), fmtBytes(d.stateBytes), fmtBytes(d.smallRss), fmtBytes(d.bareRss)]]),
     '',
-    `**Start-up to a full answer**: from just before the process is spawned until GET ${FULL_PATH} (all apps, ${fmtBytes(d.fullBytes)}) answers 200 with the full body, polled every ~3 ms on fresh connections; ${d.repeats} runs each. "From the state file": the agent was started with -state-dir, left to save (debounced ~1 s), stopped, the hub killed, and the agent started again with -hub pointing to a closed port.`,
+    `**Start-up to a full answer**, as installed (\`${deployedNodeOptions()}\`): from just before the process is spawned until GET ${FULL_PATH} (all apps, ${fmtBytes(d.fullBytes)}) answers 200 with the full body, polled every ~3 ms on fresh connections; ${d.repeats} runs each. "From the state file": the agent was started with -state-dir, left to save (debounced ~1 s), stopped, the hub killed, and the agent started again with -hub pointing to a closed port.`,
     '',
     table(['start', 'HTTP listening (median)', 'full answer: median', 'min', 'max', 'RSS 1 s later (median)'], [
       ['synced from the hub', ms(med(d.fromHub, 'listeningMs')), `**${ms(hubMed)}**`, ms(Math.min(...d.fromHub.map((r) => r.fullMs))), ms(max(d.fromHub)), fmtBytes(median(d.fromHub.map((r) => r.rss)))],
@@ -232,7 +236,7 @@ function report(ctx: BenchContext, d: StartupData, clusterNote: string): Section
       { name: 'full answer (median)', values: [hubMed, fileMed] },
       { name: 'full answer (max)', values: [max(d.fromHub), max(d.fromFile)] },
     ],
-    refLines: [{ value: START_TARGET_MS, label: `target ${START_TARGET_MS} ms` }],
+    refLines: [{ value: START_TARGET_MS, label: `target from the hub ${START_TARGET_MS} ms` }, { value: START_FILE_TARGET_MS, label: `from the state file ${START_FILE_TARGET_MS} ms` }],
   });
   const heapShare = d.heapUsed / d.rss;
   return {
@@ -242,15 +246,15 @@ function report(ctx: BenchContext, d: StartupData, clusterNote: string): Section
         target: 'agent RSS ≤ 64 MB for a 10 MB cluster',
         measured: `${fmtBytes(d.rss)} RSS synced and idle (V8 heap used ${fmtBytes(d.heapUsed)}); ${fmtBytes(d.deployedRss)} as installed (the lainlet-agent command's shebang: ${deployedNodeOptions()})`,
         met: rssMet,
-        note: rssMet ? undefined : `missed by ${fmtBytes(d.rss - RSS_TARGET)} (${(d.rss / RSS_TARGET).toFixed(1)}× the target). The V8 heap holds ${fmtBytes(d.heapUsed)} (${Math.round(heapShare * 100)}% of RSS): the raw values (≈${fmtBytes(d.stateBytes)}, kept by the cache and by the index entries) plus the decoded pod groups and the rendered answers; the same agent with the 130 KB fixture takes ${fmtBytes(d.smallRss)} (a bare node process: ${fmtBytes(d.bareRss)})${d.smallRss > RSS_TARGET ? ', so Node plus the program\'s modules alone exceed the target' : `, leaving ${fmtBytes(Math.max(0, RSS_TARGET - d.smallRss))} of the target for a 10 MB cluster`}; ${fmtBytes(d.external)} of it are Buffers outside the V8 heap (agents started from a hub without -state-dir settle at ${fmtBytes(median(d.fromHub.map((r) => r.rss)))}) — see section 5.`,
+        note: rssMet ? undefined : `as installed missed by ${fmtBytes(d.deployedRss - RSS_TARGET)} (${(d.deployedRss / RSS_TARGET).toFixed(2)}× the target). The V8 heap holds ${fmtBytes(d.heapUsed)} (${Math.round(heapShare * 100)}% of RSS): the raw values (≈${fmtBytes(d.stateBytes)}, kept by the cache and by the index entries) plus the decoded pod groups and the rendered answers; the same agent with the 130 KB fixture takes ${fmtBytes(d.smallRss)} (a bare node process: ${fmtBytes(d.bareRss)})${d.smallRss > RSS_TARGET ? ', so Node plus the program\'s modules alone exceed the target' : `, leaving ${fmtBytes(Math.max(0, RSS_TARGET - d.smallRss))} of the target for a 10 MB cluster`}; ${fmtBytes(d.external)} of it are Buffers outside the V8 heap (agents started from a hub without -state-dir settle at ${fmtBytes(median(d.fromHub.map((r) => r.rss)))}) — see section 5.`,
       },
       {
-        target: 'a full answer ≤ 300 ms after start',
+        target: `a full answer ≤ ${START_TARGET_MS} ms after start from the hub, ≤ ${START_FILE_TARGET_MS} ms from the state file`,
         measured: `median ${ms(hubMed)} from the hub, ${ms(fileMed)} from the state file (max ${ms(max(d.fromHub))} / ${ms(max(d.fromFile))})`,
         met: startMet,
         note: startMet ? undefined : [
           hubMed > START_TARGET_MS ? `from the hub missed by ${ms(hubMed - START_TARGET_MS)}` : '',
-          fileMed > START_TARGET_MS ? `from the state file missed by ${ms(fileMed - START_TARGET_MS)}` : '',
+          fileMed > START_FILE_TARGET_MS ? `from the state file missed by ${ms(fileMed - START_FILE_TARGET_MS)}` : '',
         ].filter(Boolean).join('; ') + `: ${startupLimits(d)} — phase table in section 5.`,
       },
     ],
