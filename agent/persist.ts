@@ -172,6 +172,21 @@ export function* encodeChunks(state: StateToSave, chunkBytes = CHUNK_BYTES): Gen
     w.offset = 0;
     return chunk;
   };
+  /**
+   * A writer with room for `need` bytes: the chunk, after handing out what it holds if it must;
+   * for more than a whole chunk (one long entry, a very long member list), a buffer of its own,
+   * this once, which the caller hands out with `own`.
+   */
+  function* writerFor(need: number): Generator<Buffer, ChunkWriter> {
+    if (need <= w.room()) return w;
+    if (w.offset > 0) yield filled();
+    return need <= w.room() ? w : new ChunkWriter(Buffer.allocUnsafe(need));
+  }
+  const own = (big: ChunkWriter): Buffer => {
+    const chunk = big.out.subarray(0, big.offset);
+    crc = crc32(chunk, crc);
+    return chunk;
+  };
   w.raw(MAGIC);
   w.offset = HEAD_BYTES; // the CRC's place, written last
   w.byte(0xde); w.byte(0); w.byte(3 + (state.epoch ? 1 : 0) + (hubs.length > 0 ? 1 : 0)); // map16 where fixmap would do: msgpackr's choice, so the bytes are the same as before
@@ -185,50 +200,24 @@ export function* encodeChunks(state: StateToSave, chunkBytes = CHUNK_BYTES): Gen
     const nk = Buffer.byteLength(k, 'utf8');
     // Stryker disable next-line StringLiteral: as above
     const nv = Buffer.byteLength(v, 'utf8');
-    const need = 1 + STR_HEAD_MAX + nk + STR_HEAD_MAX + nv;
-    if (need > w.room()) {
-      if (w.offset > 0) yield filled();
-      if (need > w.room()) {
-        // One entry longer than a chunk: a buffer of its own, this once.
-        const big = new ChunkWriter(Buffer.allocUnsafe(need));
-        big.byte(0x92); big.str(k, nk); big.str(v, nv);
-        const chunk = big.out.subarray(0, big.offset);
-        crc = crc32(chunk, crc);
-        yield chunk;
-        continue;
-      }
-    }
-    w.byte(0x92); w.str(k, nk); w.str(v, nv);
+    const out = yield* writerFor(1 + STR_HEAD_MAX + nk + STR_HEAD_MAX + nv);
+    out.byte(0x92); out.str(k, nk); out.str(v, nv);
+    if (out !== w) yield own(out);
   }
   // Only if the entries changed between counting and writing, which the persister's copy of them rules out.
   if (written !== count) throw new Error(`state file: ${written} entries written, ${count} counted`);
   const tail = (state.epoch ? KEY_EPOCH.length + STR_HEAD_MAX + Buffer.byteLength(state.epoch) : 0)
     + KEY_HUBS.length + 5 + hubs.reduce((n, h) => n + STR_HEAD_MAX + Buffer.byteLength(h), 0);
-  if (tail > w.room()) {
-    if (w.offset > 0) yield filled();
-    if (tail > w.room()) {
-      const chunk = Buffer.from(encodeTail(state.epoch, hubs));
-      crc = crc32(chunk, crc);
-      yield chunk;
-      return crc;
-    }
-  }
-  writeTail(w, state.epoch, hubs);
-  if (w.offset > 0) yield filled();
+  const out = yield* writerFor(tail);
+  writeTail(out, state.epoch, hubs);
+  if (out !== w) yield own(out);
+  else if (w.offset > 0) yield filled();
   return crc;
 }
 
 function writeTail(w: ChunkWriter, epoch: string | undefined, hubs: readonly string[]): void {
   if (epoch) { w.raw(KEY_EPOCH); w.str(epoch, Buffer.byteLength(epoch)); }
   if (hubs.length > 0) { w.raw(KEY_HUBS); w.arrayHeader(hubs.length); for (const h of hubs) w.str(h, Buffer.byteLength(h)); }
-}
-
-/** The epoch and hubs when they do not fit in a chunk (a very long member list). */
-function encodeTail(epoch: string | undefined, hubs: readonly string[]): Buffer {
-  const w = new ChunkWriter(Buffer.allocUnsafe(KEY_EPOCH.length + KEY_HUBS.length + 10 + 2 * STR_HEAD_MAX
-    + (epoch ? Buffer.byteLength(epoch) : 0) + hubs.reduce((n, h) => n + STR_HEAD_MAX + Buffer.byteLength(h), 0)));
-  writeTail(w, epoch, hubs);
-  return w.out.subarray(0, w.offset);
 }
 
 /** Runs `steps` to the end in slices of about `sliceMs` of the event loop, letting it turn (setImmediate) in between. */
