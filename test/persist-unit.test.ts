@@ -10,7 +10,7 @@ import { mock } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { Cache } from '../agent/cache.js';
-import { CHUNK_BYTES, decodeState, encodeState, FS_IO, StatePersister, type SavedState } from '../agent/persist.js';
+import { CHUNK_BYTES, decodeState, encodeChunks, encodeState, FS_IO, StatePersister, type SavedState } from '../agent/persist.js';
 import { collectGarbage } from '../shared/gc.js';
 import { decodeFrame, encodeFrame } from '../shared/protocol.js';
 import { capturingLogger, configEntries, fileState, persisterIn, tempDir } from './helpers/persist.js';
@@ -214,11 +214,49 @@ test('a payload with a good checksum but not the state\'s shape is refused, fiel
     [{ rev: 5, savedAt: 1, entries: [['a', 'b'], [1, 'b']] }, 'state entry malformed'],
     [{ rev: 5, savedAt: 1, entries: [['a', 2]] }, 'state entry malformed'],
     [{ rev: 5, savedAt: 1, entries: [['a', 'b']], epoch: 7 }, 'state epoch malformed'],
+    // The hub list (agents learn it from the hubs and keep it for their next start).
+    [{ rev: 5, savedAt: 1, entries: [], hubs: 'ws://h1' }, 'state hubs malformed'],
+    [{ rev: 5, savedAt: 1, entries: [], hubs: { 0: 'ws://h1' } }, 'state hubs malformed'],
+    [{ rev: 5, savedAt: 1, entries: [], hubs: [1] }, 'state hubs malformed'],
+    [{ rev: 5, savedAt: 1, entries: [], hubs: ['ws://h1', null] }, 'state hubs malformed'],
   ];
   for (const [payload, message] of cases) t.throws(() => decodeState(fileWith(payload)), { message }, JSON.stringify(payload));
   // The same shapes, well formed: with and without an epoch (files from before epochs have none).
   t.deepEqual(decodeState(fileWith({ rev: 5, savedAt: 1, entries: [['a', 'b']] })), { rev: 5, savedAt: 1, entries: [['a', 'b']] });
   t.is(decodeState(fileWith({ rev: 5, savedAt: 1, entries: [], epoch: 'e1' })).epoch, 'e1');
+  t.deepEqual(decodeState(fileWith({ rev: 5, savedAt: 1, entries: [], hubs: ['ws://h1', 'ws://h2'] })).hubs, ['ws://h1', 'ws://h2']);
+  t.deepEqual(decodeState(fileWith({ rev: 5, savedAt: 1, entries: [], hubs: [] })).hubs, []);
+});
+
+test('the chunked encoder writes msgpackr\'s bytes whatever falls on a chunk\'s edge: entries, the epoch and the hub list, longer than a chunk or not', (t) => {
+  // Small chunks, so that every place of the file lands on an edge somewhere in the sweep: the
+  // room each piece needs is reckoned before it is written (too little would overrun the chunk
+  // or cut a string short; the bytes would differ from msgpackr's).
+  const msgpackr = new Packr({ useRecords: false });
+  const hubLists = [[], ['ws://h1:9000'], Array.from({ length: 3 }, (_, i) => `wss://hub-${i}.example:443`), Array.from({ length: 12 }, (_, i) => `ws://10.0.0.${i}:9000`)];
+  let cases = 0;
+  for (const chunkBytes of [64, 65, 80, 97, 128]) {
+    for (const epoch of [undefined, 'e', '14841639068965178418', 'x'.repeat(70)]) {
+      for (const hubs of hubLists) {
+        for (const n of [0, 1, 3, 7]) {
+          const entries: Array<[string, string]> = Array.from({ length: n }, (_, i) => [`/lain/k${i}`, 'v'.repeat(i * 9)]);
+          const state = { rev: 7, savedAt: 9, entries, ...(epoch ? { epoch } : {}), ...(hubs.length ? { hubs } : {}) };
+          const chunks: Buffer[] = [];
+          const steps = encodeChunks(state, chunkBytes);
+          let r = steps.next();
+          for (; !r.done; r = steps.next()) chunks.push(Buffer.from(r.value));
+          const file = Buffer.concat(chunks);
+          file.writeUInt32BE(r.value, 8);
+          const want = Buffer.from(msgpackr.pack(state));
+          const what = `chunk ${chunkBytes}, epoch ${epoch?.length ?? '-'}, ${hubs.length} hubs, ${n} entries`;
+          if (!file.subarray(12).equals(want)) { t.fail(`${what}: not msgpackr's bytes`); return; }
+          t.deepEqual(decodeState(file).hubs, hubs.length ? hubs : undefined, what);
+          cases++;
+        }
+      }
+    }
+  }
+  t.is(cases, 5 * 4 * 4 * 4);
 });
 
 test('load: no file is no state and no complaint; an unreadable one is logged and ignored; a good one sets the saved revision', (t) => {
@@ -327,6 +365,53 @@ test('nothing is written without a state, nor again for a revision already on di
   restarted.persister.onSaved = () => rewrites++;
   await restarted.persister.saveNow();
   t.is(rewrites, 0, 'the file already holds revision 3');
+});
+
+test('the hub list is kept in the file: a change of it alone is saved, and a save with nothing new writes nothing', async (t) => {
+  const dir = tempDir(t);
+  const { cache, persister } = persisterIn(dir);
+  let saves = 0;
+  persister.onSaved = () => saves++;
+  cache.replace(3, [A], 'hub');
+  cache.hubs = ['ws://h1:9000', 'ws://h2:9000'];
+  await persister.saveNow();
+  t.deepEqual(fileState(persister.path).hubs, ['ws://h1:9000', 'ws://h2:9000']);
+  await persister.saveNow();
+  t.is(saves, 1, 'same revision, same hubs: no second write');
+  cache.hubs = ['ws://h1:9000', 'ws://h3:9000'];
+  await persister.saveNow();
+  t.is(saves, 2, 'the hub list alone changed: saved');
+  t.deepEqual(fileState(persister.path).hubs, ['ws://h1:9000', 'ws://h3:9000']);
+  t.is(fileState(persister.path).rev, 3);
+
+  // A file loaded with its hub list is not written again for them.
+  const restarted = persisterIn(dir);
+  const loaded = restarted.persister.load()!;
+  restarted.cache.replace(loaded.rev, loaded.entries, 'state-file');
+  restarted.cache.hubs = [...loaded.hubs!];
+  let rewrites = 0;
+  restarted.persister.onSaved = () => rewrites++;
+  await restarted.persister.saveNow();
+  t.is(rewrites, 0, 'the file already holds revision 3 and these hubs');
+});
+
+test('changes made while the cache is being copied are in the file: a new key, a changed one, a deleted one and one put then deleted', async (t) => {
+  // sliceMs 0: the copy lets the event loop turn at every step, so the changes below land in
+  // the middle of it (2,000 entries: several steps).
+  const { cache, persister } = persisterIn(tempDir(t), { sliceMs: 0 });
+  cache.replace(1, configEntries(2000, 10), 'hub');
+  const saving = persister.saveNow();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  cache.applyDelta(2, [['/lain/config/new', 'n'], ['/lain/config/k00007', 'changed']], ['/lain/config/k01999']);
+  cache.applyDelta(3, [['/lain/config/gone', 'g']], []);
+  cache.applyDelta(4, [], ['/lain/config/gone', '/lain/config/k00000']);
+  await saving;
+  t.is(persister.lastSaveError, '');
+  const file = fileState(persister.path);
+  t.is(file.rev, 4, 'the file is at the revision the cache reached during the copy');
+  const sorted = (entries: Iterable<readonly [string, string]>) => JSON.stringify([...entries].sort(([a], [b]) => (a < b ? -1 : 1)));
+  t.is(sorted(file.entries), sorted(cache.entries)); // (the changes made meanwhile come after the copied entries)
+  t.is(file.entries.length, 2000 - 2 + 1);
 });
 
 test('a save after a failed one clears the error; the count of failures stays', async (t) => {
