@@ -35,7 +35,10 @@ test.serial('a member restarted with an empty data dir rejoins by snapshot while
     await checkEnd(t, load);
     const soloRevision = async () => Number(/^lainlet_hub_revision (\d+)$/m.exec((await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()))?.[1]);
     const want = await load.hubMetric('lainlet_hub_revision');
-    await waitFor(async () => (await soloRevision()) >= want, { timeoutMs: 20_000, message: `the solo hub resuming on the rejoined member\n${solo.output()}` });
+    // The solo hub's only endpoint was down for the replacement: its etcd client reconnects with
+    // backoff (grpc-js' channel backoff grows past 10 s; the client's circuit breaker holds calls
+    // meanwhile), so the resume may come well after the member is back. CI saw it take > 20 s.
+    await waitFor(async () => (await soloRevision()) >= want, { timeoutMs: 60_000, message: `the solo hub resuming on the rejoined member\n${solo.output()}` });
     const soloCorrections = Number(/^lainlet_hub_store_corrections_total (\d+)$/m.exec((await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()))?.[1]);
     t.is(soloCorrections, 0);
   } finally {
