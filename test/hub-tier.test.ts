@@ -133,7 +133,8 @@ test.serial('the hub tier balances itself through a join, a kill and the removal
     t.false(s.ended, 'and it never closed');
     const snapshotsOf = async (h: TierHub) => metricValue((await httpGet(`http://127.0.0.1:${h.port}/metrics`)).body, 'lainlet_hub_snapshots_sent_total');
     t.is(clients.reduce((n, c) => n + c.status.snapshots, 0), CLIENTS, `one snapshot per client, at its first connection: every move resumed (snapshots by the live hubs: ${(await Promise.all(live().map(snapshotsOf))).join('/')})`);
-    t.true(clients.every((c) => c.status.live));
+    // Every client live again: one may be in the middle of a move the tier's rounds still ask for (CI caught one so).
+    await waitFor(() => clients.every((c) => c.status.live), { timeoutMs: 20_000, message: `every client live (${clients.filter((c) => !c.status.live).length} not)` });
   } finally {
     if (process.env.TIER_DEBUG) { allHubs.forEach((h, i) => writeFileSync(`/tmp/tier-hub-${i}.log`, `${h.url}\n${h.proc.output()}`)); writeFileSync('/tmp/tier-clients.log', clientLines.join('')); }
     writing = false;
