@@ -13,11 +13,25 @@
 // switches to a snapshot, as when the history moves past the agent.
 import type { FanoutState, FrameRef } from './fanout.js';
 
+/**
+ * Why an agent is sent a snapshot rather than deltas (the hub logs it for an agent that had a
+ * state: a move or a reconnect that could not resume is worth knowing about):
+ * - 'no state': the agent has nothing (revision 0);
+ * - 'reset': its state is from another store history;
+ * - 'history': this hub's history does not reach back to its revision (older than the oldest
+ *   delta kept, inside a revision range this hub does not know, or a history cleared);
+ * - 'gap': its revision was inside a gap that turned out to hold changes;
+ * - 'moved past': the history moved past it while it was catching up;
+ * - 'overwritten': a delta it needed was overwritten in the ring (worker threads).
+ */
+export type SnapshotWhy = 'no state' | 'reset' | 'history' | 'gap' | 'moved past' | 'overwritten';
+
 export class CatchUp {
   private snapshot?: readonly Buffer[];
   private snapshotIndex = 0;
   /** A snapshot is needed but was not at hand (worker threads): 'plain' or 'reset'. */
   private awaiting?: 'plain' | 'reset';
+  private awaitingWhy: SnapshotWhy = 'no state';
   /** The agent's revision is in a gap about to be proved empty or real (FanoutState.pending): wait. */
   private awaitingGap = false;
   /** History entries fetched but not handed out yet (ascending), and where we are in them. */
@@ -28,13 +42,14 @@ export class CatchUp {
 
   /**
    * @param rev the agent's revision (0 = it has nothing)
-   * @param onSnapshot told each time this agent has to be sent a full snapshot
+   * @param onSnapshot told each time this agent has to be sent a full snapshot, and why
    * @param reset the agent's state is from another store history: begin with a reset snapshot
    */
-  constructor(private readonly state: FanoutState, private rev: number, private readonly onSnapshot: () => void, reset = false) {
-    if (reset) this.startSnapshot(true);
+  constructor(private readonly state: FanoutState, private rev: number, private readonly onSnapshot: (why: SnapshotWhy) => void, reset = false) {
+    if (reset) this.startSnapshot(true, 'reset');
     else if (rev !== 0 && state.framesAfter(rev) === null && state.pending(rev)) this.awaitingGap = true;
-    else if (rev === 0 || state.framesAfter(rev) === null) this.startSnapshot(false);
+    else if (rev === 0) this.startSnapshot(false, 'no state');
+    else if (state.framesAfter(rev) === null) this.startSnapshot(false, 'history');
   }
 
   /** True when the catch-up begins with a snapshot rather than history deltas. */
@@ -49,10 +64,10 @@ export class CatchUp {
     if (this.awaitingGap) {
       if (this.state.pending(this.rev)) return [];
       this.awaitingGap = false;
-      if (this.state.framesAfter(this.rev) === null) this.startSnapshot(false);
+      if (this.state.framesAfter(this.rev) === null) this.startSnapshot(false, 'gap');
     }
     if (this.awaiting) {
-      this.startSnapshot(this.awaiting === 'reset');
+      this.startSnapshot(this.awaiting === 'reset', this.awaitingWhy);
       if (this.awaiting) return [];
     }
     if (this.snapshot) {
@@ -69,7 +84,7 @@ export class CatchUp {
       const entries = this.state.framesAfter(this.rev);
       if (entries === null) {
         // The history moved past this agent while it was catching up.
-        this.startSnapshot(false);
+        this.startSnapshot(false, 'moved past');
         return this.next(budgetBytes);
       }
       this.pending = entries;
@@ -84,7 +99,7 @@ export class CatchUp {
       this.loaded = undefined;
       if (frame === null) {
         // Its bytes are gone (a ring overwrote them): what was loaded goes out, then a snapshot.
-        this.startSnapshot(false);
+        this.startSnapshot(false, 'overwritten');
         return out.length > 0 ? out : this.next(budgetBytes);
       }
       if (out.length > 0 && bytes + frame.length > budgetBytes) { this.loaded = frame; break; }
@@ -96,16 +111,16 @@ export class CatchUp {
     return out;
   }
 
-  private startSnapshot(reset: boolean): void {
+  private startSnapshot(reset: boolean, why: SnapshotWhy): void {
     const snap = reset ? this.state.resetSnapshotFrames() : this.state.snapshotFrames();
     this.pending = [];
     this.pendingIndex = 0;
     this.loaded = undefined;
-    if (!snap) { this.awaiting = reset ? 'reset' : 'plain'; return; }
+    if (!snap) { this.awaiting = reset ? 'reset' : 'plain'; this.awaitingWhy = why; return; }
     this.awaiting = undefined;
     this.snapshot = snap.frames;
     this.snapshotIndex = 0;
     this.rev = snap.rev;
-    this.onSnapshot();
+    this.onSnapshot(why);
   }
 }

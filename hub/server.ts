@@ -495,7 +495,12 @@ export class HubServer implements Fanout {
     const conn = ws.getUserData();
     clearTimeout(conn.waitTimer);
     conn.phase = 'catchup';
-    conn.catchUp = new CatchUp(this.state, conn.rev, () => { this.counters.snapshotsSent++; }, reset);
+    const agentRev = conn.rev;
+    conn.catchUp = new CatchUp(this.state, agentRev, (why) => {
+      this.counters.snapshotsSent++;
+      // A first sync needs no line; an agent that had a state and cannot resume here does.
+      if (why !== 'no state') this.logConn('info', { agent: conn.id, node: conn.node, rev: agentRev, hubRev: this.state.revision, lastChangeRev: this.state.lastChangeRev, why }, 'agent cannot resume here: sending a snapshot');
+    }, reset);
     if (reset) this.counters.resetSnapshots++;
     else if (!conn.catchUp.needsSnapshot) this.counters.resumes++;
     this.pump(ws);

@@ -2,7 +2,7 @@
 // hub's history reaches back to the agent's revision, a snapshot otherwise — in batches the
 // server paces on the socket's drain events.
 import test from 'ava';
-import { CatchUp } from '../hub/catchup.js';
+import { CatchUp, type SnapshotWhy } from '../hub/catchup.js';
 import { HubState } from '../hub/state.js';
 import { decodeFrame, keyRangeFilter, type DeltaFrame, type Frame, type SnapshotFrame } from '../shared/protocol.js';
 
@@ -59,33 +59,33 @@ test('an agent at the last change goes live at once; so does one that learnt a l
 test('an agent older than the history is sent a snapshot of the current state, and told once', (t) => {
   const state = stateAt(10, { historyMaxCount: 2 });
   for (let r = 11; r <= 14; r++) change(state, r);
-  let snapshots = 0;
-  const catchUp = new CatchUp(state, 11, () => snapshots++);
+  const whys: SnapshotWhy[] = [];
+  const catchUp = new CatchUp(state, 11, (why) => whys.push(why));
   t.true(catchUp.needsSnapshot);
-  t.is(snapshots, 1);
+  t.deepEqual(whys, ['history'], 'told once, and why (the hub logs it)');
   const frames = drain(catchUp).flat();
   t.deepEqual(frames, [{ t: 'snap', rev: 14, part: 0, last: true, puts: [[KEY, '14']], stale: true, epoch: '' }]);
-  t.is(snapshots, 1);
+  t.is(whys.length, 1);
 });
 
 test('an agent with nothing (revision 0) is sent a snapshot even when the history reaches back to 0', (t) => {
   const state = stateAt(0);
   change(state, 5);
   t.is(state.framesAfter(0)!.length, 1, 'the history would serve revision 0');
-  let snapshots = 0;
-  const catchUp = new CatchUp(state, 0, () => snapshots++);
+  const whys: SnapshotWhy[] = [];
+  const catchUp = new CatchUp(state, 0, (why) => whys.push(why));
   t.true(catchUp.needsSnapshot);
-  t.is(snapshots, 1);
+  t.deepEqual(whys, ['no state']);
   t.deepEqual(revs(drain(catchUp)), ['snap@5']);
 });
 
 test('an agent from another store history begins with a reset snapshot, even when its revision looks current', (t) => {
   const state = stateAt(10);
   change(state, 11);
-  let snapshots = 0;
-  const catchUp = new CatchUp(state, 11, () => snapshots++, true);
+  const whys: SnapshotWhy[] = [];
+  const catchUp = new CatchUp(state, 11, (why) => whys.push(why), true);
   t.true(catchUp.needsSnapshot);
-  t.is(snapshots, 1);
+  t.deepEqual(whys, ['reset']);
   const frames = drain(catchUp).flat() as SnapshotFrame[];
   t.is(frames.length, 1);
   t.is(frames[0].t, 'snap');
@@ -129,14 +129,14 @@ test('deltas committed while an agent catches up are sent before it goes live', 
 test('an agent the history moves past while it catches up is sent a snapshot after all', (t) => {
   const state = stateAt(10, { historyMaxCount: 2 });
   change(state, 11);
-  let snapshots = 0;
-  const slow = new CatchUp(state, 10, () => snapshots++);
+  const whys: SnapshotWhy[] = [];
+  const slow = new CatchUp(state, 10, (why) => whys.push(why));
   t.false(slow.needsSnapshot);
   for (let r = 12; r <= 15; r++) change(state, r);
   const batches = drain(slow);
   t.deepEqual(revs(batches), ['snap@15'], 'the history no longer reaches revision 10');
   t.is((batches[0][0] as SnapshotFrame).reset, undefined, 'a plain snapshot: the agent is on this store history, only behind');
-  t.is(snapshots, 1);
+  t.deepEqual(whys, ['moved past']);
 });
 
 test('history is handed out in batches under the byte budget, at least one frame each', (t) => {
@@ -152,4 +152,49 @@ test('history is handed out in batches under the byte budget, at least one frame
   t.is(batches.length, 10, 'a budget smaller than one frame still sends one per batch');
   t.deepEqual(revs(batches).slice(0, 2), ['10→11', '11→12']);
   t.deepEqual((batches.flat() as DeltaFrame[]).map((f) => f.rev), [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+});
+
+/** A FanoutState whose answers the test sets: the worker threads' cases (a gap, a ring overwrite). */
+function fakeState(over: Partial<Record<'framesAfter' | 'pending' | 'frameOf' | 'snapshotFrames', unknown>>) {
+  const snap = { rev: 20, frames: [Buffer.from('snap')] };
+  return {
+    revision: 20, lastChangeRev: 20, stale: false, loaded: true, epoch: '',
+    setListener() {},
+    framesAfter: () => null,
+    pending: () => false,
+    frameOf: () => null,
+    snapshotFrames: () => snap,
+    resetSnapshotFrames: () => snap,
+    ...over,
+  } as unknown as ConstructorParameters<typeof CatchUp>[0];
+}
+
+test('why a snapshot is sent is told for a gap that held changes and for a delta overwritten in the ring', (t) => {
+  let gapOpen = true;
+  const whys: SnapshotWhy[] = [];
+  const inGap = new CatchUp(fakeState({ pending: () => gapOpen }), 15, (why) => whys.push(why));
+  t.false(inGap.needsSnapshot, 'inside a gap being proved: it waits');
+  t.deepEqual(inGap.next(Infinity), []);
+  gapOpen = false;
+  t.deepEqual(inGap.next(Infinity), [Buffer.from('snap')]);
+  t.deepEqual(whys, ['gap']);
+
+  whys.length = 0;
+  const overwritten = new CatchUp(fakeState({ framesAfter: () => [{ rev: 16 }], frameOf: () => null }), 15, (why) => whys.push(why));
+  t.false(overwritten.needsSnapshot);
+  t.deepEqual(overwritten.next(Infinity), [Buffer.from('snap')]);
+  t.deepEqual(whys, ['overwritten']);
+});
+
+test('a snapshot not at hand yet (worker threads) is told, with the reason it was needed, when it is sent', (t) => {
+  let ready = false;
+  const snap = { rev: 20, frames: [Buffer.from('snap')] };
+  const whys: SnapshotWhy[] = [];
+  const catchUp = new CatchUp(fakeState({ snapshotFrames: () => (ready ? snap : undefined) }), 15, (why) => whys.push(why));
+  t.true(catchUp.needsSnapshot);
+  t.deepEqual(catchUp.next(Infinity), [], 'fetched from the main thread: nothing to send yet');
+  t.deepEqual(whys, []);
+  ready = true;
+  t.deepEqual(catchUp.next(Infinity), [Buffer.from('snap')]);
+  t.deepEqual(whys, ['history'], 'the history did not reach its revision');
 });

@@ -2,6 +2,7 @@
 // resume, rogue clients and slow consumers. The real-etcd path is in the integration tests.
 import test from 'ava';
 import { pack } from 'msgpackr';
+import { pino } from 'pino';
 import { MemoryStore } from '../hub/store/memory.js';
 import { FakeAgent, hubOn } from './helpers/fake-agent.js';
 import { waitFor } from '../testkit/procs.js';
@@ -64,9 +65,10 @@ test('resume after a short outage sends the missing deltas, not a snapshot', asy
   await hub.stop();
 });
 
-test('an agent older than the history gets a snapshot', async (t) => {
+test('an agent older than the history gets a snapshot, and the hub says why', async (t) => {
   const store = new MemoryStore(seed);
-  const hub = await hubOn(store, { historyMaxCount: 2 });
+  const lines: string[] = [];
+  const hub = await hubOn(store, { historyMaxCount: 2 }, pino({ level: 'info' }, { write: (l: string) => { lines.push(l); } }));
   const rev0 = store.lastRevision;
   for (let i = 0; i < 5; i++) store.put('/lain/config/n', String(i));
   await waitFor(() => hub.state.revision >= store.lastRevision, { intervalMs: 5, message: 'the hub at the store\'s revision' });
@@ -74,6 +76,9 @@ test('an agent older than the history gets a snapshot', async (t) => {
   await a.until(() => a.of('prog').length > 0);
   t.is(a.of('snap').length, 1);
   t.is(a.of('snap')[0].rev, store.lastRevision);
+  await waitFor(() => lines.some((l) => l.includes('cannot resume here')), { intervalMs: 5, message: 'the hub to log the snapshot' });
+  const logged = JSON.parse(lines.find((l) => l.includes('cannot resume here'))!) as { rev: number; why: string; node: string };
+  t.like(logged, { rev: rev0, why: 'history', node: 'n1' });
   a.ws.close();
   await hub.stop();
 });
