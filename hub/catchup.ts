@@ -29,9 +29,8 @@ export type SnapshotWhy = 'no state' | 'reset' | 'history' | 'gap' | 'moved past
 export class CatchUp {
   private snapshot?: readonly Buffer[];
   private snapshotIndex = 0;
-  /** A snapshot is needed but was not at hand (worker threads): 'plain' or 'reset'. */
-  private awaiting?: 'plain' | 'reset';
-  private awaitingWhy: SnapshotWhy = 'no state';
+  /** A snapshot is needed but was not at hand (worker threads), and why ('reset': a reset snapshot). */
+  private awaiting?: SnapshotWhy;
   /** The agent's revision is in a gap about to be proved empty or real (FanoutState.pending): wait. */
   private awaitingGap = false;
   /** History entries fetched but not handed out yet (ascending), and where we are in them. */
@@ -46,10 +45,10 @@ export class CatchUp {
    * @param reset the agent's state is from another store history: begin with a reset snapshot
    */
   constructor(private readonly state: FanoutState, private rev: number, private readonly onSnapshot: (why: SnapshotWhy) => void, reset = false) {
-    if (reset) this.startSnapshot(true, 'reset');
+    if (reset) this.startSnapshot('reset');
     else if (rev !== 0 && state.framesAfter(rev) === null && state.pending(rev)) this.awaitingGap = true;
-    else if (rev === 0) this.startSnapshot(false, 'no state');
-    else if (state.framesAfter(rev) === null) this.startSnapshot(false, 'history');
+    else if (rev === 0) this.startSnapshot('no state');
+    else if (state.framesAfter(rev) === null) this.startSnapshot('history');
   }
 
   /** True when the catch-up begins with a snapshot rather than history deltas. */
@@ -64,10 +63,10 @@ export class CatchUp {
     if (this.awaitingGap) {
       if (this.state.pending(this.rev)) return [];
       this.awaitingGap = false;
-      if (this.state.framesAfter(this.rev) === null) this.startSnapshot(false, 'gap');
+      if (this.state.framesAfter(this.rev) === null) this.startSnapshot('gap');
     }
     if (this.awaiting) {
-      this.startSnapshot(this.awaiting === 'reset', this.awaitingWhy);
+      this.startSnapshot(this.awaiting);
       if (this.awaiting) return [];
     }
     if (this.snapshot) {
@@ -84,7 +83,7 @@ export class CatchUp {
       const entries = this.state.framesAfter(this.rev);
       if (entries === null) {
         // The history moved past this agent while it was catching up.
-        this.startSnapshot(false, 'moved past');
+        this.startSnapshot('moved past');
         return this.next(budgetBytes);
       }
       this.pending = entries;
@@ -99,7 +98,7 @@ export class CatchUp {
       this.loaded = undefined;
       if (frame === null) {
         // Its bytes are gone (a ring overwrote them): what was loaded goes out, then a snapshot.
-        this.startSnapshot(false, 'overwritten');
+        this.startSnapshot('overwritten');
         return out.length > 0 ? out : this.next(budgetBytes);
       }
       if (out.length > 0 && bytes + frame.length > budgetBytes) { this.loaded = frame; break; }
@@ -111,12 +110,12 @@ export class CatchUp {
     return out;
   }
 
-  private startSnapshot(reset: boolean, why: SnapshotWhy): void {
-    const snap = reset ? this.state.resetSnapshotFrames() : this.state.snapshotFrames();
+  private startSnapshot(why: SnapshotWhy): void {
+    const snap = why === 'reset' ? this.state.resetSnapshotFrames() : this.state.snapshotFrames();
     this.pending = [];
     this.pendingIndex = 0;
     this.loaded = undefined;
-    if (!snap) { this.awaiting = reset ? 'reset' : 'plain'; this.awaitingWhy = why; return; }
+    if (!snap) { this.awaiting = why; return; }
     this.awaiting = undefined;
     this.snapshot = snap.frames;
     this.snapshotIndex = 0;

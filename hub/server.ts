@@ -498,8 +498,9 @@ export class HubServer implements Fanout {
     const agentRev = conn.rev;
     conn.catchUp = new CatchUp(this.state, agentRev, (why) => {
       this.counters.snapshotsSent++;
-      // A first sync needs no line; an agent that had a state and cannot resume here does.
-      if (why !== 'no state') this.logConn('info', { agent: conn.id, node: conn.node, rev: agentRev, hubRev: this.state.revision, lastChangeRev: this.state.lastChangeRev, why }, 'agent cannot resume here: sending a snapshot');
+      // A first sync needs no line; a reset is logged (warn) where it is found; an agent that
+      // had a state and cannot resume here is.
+      if (why !== 'no state' && why !== 'reset') this.logConn('info', { agent: conn.id, node: conn.node, rev: agentRev, hubRev: this.state.revision, lastChangeRev: this.state.lastChangeRev, why }, 'agent cannot resume here: sending a snapshot');
     }, reset);
     if (reset) this.counters.resetSnapshots++;
     else if (!conn.catchUp.needsSnapshot) this.counters.resumes++;

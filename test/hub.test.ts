@@ -112,16 +112,21 @@ test('an agent whose revision is beyond the store (another history: etcd restore
   await hub.stop();
 });
 
-test('an agent whose state is from another store identity (rebuilt etcd) gets a reset snapshot even below our revision', async (t) => {
+test('an agent whose state is from another store identity (rebuilt etcd) gets a reset snapshot even below our revision, said once', async (t) => {
   const store = new MemoryStore(seed);
+  const lines: string[] = [];
   // The identity is set on the state directly: a hub serving on its own thread (no worker
   // learns of a change made behind the ring's back).
-  const hub = await hubOn(store, { workers: 0 });
+  const hub = await hubOn(store, { workers: 0 }, pino({ level: 'info' }, { write: (l: string) => { lines.push(l); } }));
   hub.state.epoch = 'cluster-b';
   const a = new FakeAgent(hub.port, { t: 'hello', v: 1, node: 'n1', rev: 1, epoch: 'cluster-a' });
   await a.until(() => a.of('prog').length > 0);
   t.true(a.of('snap').length >= 1 && a.of('snap').every((s) => s.reset === true));
   t.is(a.of('prog')[0].epoch, 'cluster-b', 'progress frames tell the agent the identity');
+  // Logged where the reset is found (a warn), not again by the catch-up (lines are written
+  // synchronously, before the frames that follow them).
+  t.is(lines.filter((l) => l.includes('another store')).length, 1);
+  t.is(lines.filter((l) => l.includes('cannot resume here')).length, 0);
   a.ws.close();
   await hub.stop();
 });
