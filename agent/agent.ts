@@ -12,6 +12,7 @@ import { HubClient } from './client.js';
 import type { GrpcApi, GrpcTls } from './grpc/server.js';
 import { AgentHttp } from './http.js';
 import { Indexes } from './indexes/index.js';
+import { POD_GROUP_RECORD_VERSION } from './model/podgroup.js';
 import { debugView } from './debug.js';
 import { AGENT_DEFAULTS } from './defaults.js';
 import { AgentMetrics } from './metrics.js';
@@ -74,7 +75,11 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
     keysByIndex: () => indexes.stats().keys,
     maxBufferedBytes: opts.maxStreamBufferBytes ?? AGENT_DEFAULTS.maxStreamBufferBytes,
   }) : undefined;
-  const persister = opts.stateDir ? new StatePersister(opts.stateDir, cache, log) : undefined;
+  // The file keeps the decoded pod groups beside their raw values: a start from it need not
+  // JSON.parse ~10 MB of them again (issue 13: the largest phase of such a start).
+  const persister = opts.stateDir ? new StatePersister(opts.stateDir, cache, log, {
+    decoded: { version: POD_GROUP_RECORD_VERSION, recordOf: (key, raw) => indexes.recordOf(key, raw) },
+  }) : undefined;
 
   cache.onChange((changes) => {
     const touched = indexes.apply(changes);
@@ -85,10 +90,15 @@ export async function startAgent(opts: AgentOptions, log: Logger): Promise<Agent
 
   const saved = persister?.load();
   if (saved) {
+    // Records of another version are left: the raw values are decoded as this agent decodes.
+    const records = saved.decoded?.v === POD_GROUP_RECORD_VERSION ? saved.decoded.podGroups : undefined;
+    if (records) indexes.offerDecoded(records);
     cache.replace(saved.rev, saved.entries, 'state-file');
     cache.epoch = saved.epoch ?? '';
     cache.hubs = saved.hubs ?? [];
-    log.info({ rev: saved.rev, keys: saved.entries.length, savedAt: new Date(saved.savedAt).toISOString() }, 'loaded state file; serving it (stale) until a hub is reached');
+    const podGroupRecords = records ? indexes.offerResult()
+      : saved.decoded ? `version ${saved.decoded.v}, not ${POD_GROUP_RECORD_VERSION}: values decoded` : 'none: values decoded';
+    log.info({ rev: saved.rev, keys: saved.entries.length, savedAt: new Date(saved.savedAt).toISOString(), podGroupRecords }, 'loaded state file; serving it (stale) until a hub is reached');
   }
 
   // The initial sync is the agent's memory peak (snapshot frames, decoding temporaries, the

@@ -2,7 +2,10 @@
 // down it serves the last known state (marked stale) instead of 503.
 //
 // File format: "LAINLET1" magic, a uint32 CRC-32 of the payload, then the msgpack payload
-// {rev, savedAt, entries}. Written atomically: temp file, fsync, rename, fsync of the dir —
+// {rev, savedAt, entries, epoch?, hubs?, decoded?}; `decoded` holds the pod groups as the
+// indexes decoded them ({v: the record version, podGroups: [etcd key, value length, record]}),
+// which a start from the file takes instead of decoding the values again (issue 13). A file
+// without it (older agents) or of another record version loads all the same, decoding. Written atomically: temp file, fsync, rename, fsync of the dir —
 // a crash leaves either the old file or the new one, never a torn one. A write that fails or
 // stops short leaves the old file in place. A file that fails the magic, CRC or decoding is
 // reported and ignored.
@@ -20,6 +23,7 @@ import { crc32 } from 'node:zlib';
 import { unpack } from 'msgpackr';
 import type { Logger } from '../shared/log.js';
 import type { Cache, ChangeSet } from './cache.js';
+import type { DecodedRecord } from './indexes/index.js';
 
 const MAGIC = Buffer.from('LAINLET1');
 const HEAD_BYTES = MAGIC.length + 4;
@@ -33,6 +37,17 @@ export interface SavedState {
   epoch?: string;
   /** The hub tier's members when it was saved (HubClient.learnMembers); absent in older files. */
   hubs?: string[];
+  /** Values decoded when it was saved, in the decoder's version `v` (Indexes.offerDecoded); absent in older files. */
+  decoded?: SavedDecoded;
+  /** The file's decoded values were malformed and left out (the raw values are whole). */
+  decodedDropped?: boolean;
+}
+
+/** Decoded values saved beside the raw ones, so that a start from the file need not decode them again. */
+export interface SavedDecoded {
+  /** The records' version (POD_GROUP_RECORD_VERSION when they were written). */
+  v: number;
+  podGroups: DecodedRecord[];
 }
 
 /** What a save writes; without `count`, `entries` may be walked twice (once to count, once to write), so a Map or an array, not a generator. */
@@ -44,6 +59,7 @@ export interface StateToSave {
   count?: number;
   epoch?: string;
   hubs?: readonly string[];
+  decoded?: { readonly v: number; readonly podGroups: readonly DecodedRecord[] };
 }
 
 // The payload is encoded here, not by a msgpackr Packr. Every Packr in the process packs into
@@ -64,6 +80,9 @@ const KEY_SAVED_AT = key('savedAt');
 const KEY_ENTRIES = key('entries');
 const KEY_EPOCH = key('epoch');
 const KEY_HUBS = key('hubs');
+const KEY_DECODED = key('decoded');
+const KEY_V = key('v');
+const KEY_POD_GROUPS = key('podGroups');
 
 function checkUint(n: number): void {
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`state file: ${n} is not a revision or a time`);
@@ -189,7 +208,9 @@ export function* encodeChunks(state: StateToSave, chunkBytes = CHUNK_BYTES): Gen
   };
   w.raw(MAGIC);
   w.offset = HEAD_BYTES; // the CRC's place, written last
-  w.byte(0xde); w.byte(0); w.byte(3 + (state.epoch ? 1 : 0) + (hubs.length > 0 ? 1 : 0)); // map16 where fixmap would do: msgpackr's choice, so the bytes are the same as before
+  const { decoded } = state;
+  if (decoded) checkUint(decoded.v);
+  w.byte(0xde); w.byte(0); w.byte(3 + (state.epoch ? 1 : 0) + (hubs.length > 0 ? 1 : 0) + (decoded ? 1 : 0)); // map16 where fixmap would do: msgpackr's choice, so the bytes are the same as before
   w.raw(KEY_REV); w.uint(state.rev);
   w.raw(KEY_SAVED_AT); w.uint(state.savedAt);
   w.raw(KEY_ENTRIES); w.arrayHeader(count);
@@ -211,7 +232,22 @@ export function* encodeChunks(state: StateToSave, chunkBytes = CHUNK_BYTES): Gen
   const out = yield* writerFor(tail);
   writeTail(out, state.epoch, hubs);
   if (out !== w) yield own(out);
-  else if (w.offset > 0) yield filled();
+  if (decoded) {
+    const head = yield* writerFor(KEY_DECODED.length + 3 + KEY_V.length + 9 + KEY_POD_GROUPS.length + 5);
+    head.raw(KEY_DECODED); head.byte(0xde); head.byte(0); head.byte(2);
+    head.raw(KEY_V); head.uint(decoded.v);
+    head.raw(KEY_POD_GROUPS); head.arrayHeader(decoded.podGroups.length);
+    if (head !== w) yield own(head);
+    for (const [k, length, record] of decoded.podGroups) {
+      checkUint(length);
+      const nk = Buffer.byteLength(k, 'utf8');
+      const nr = Buffer.byteLength(record, 'utf8');
+      const rec = yield* writerFor(1 + STR_HEAD_MAX + nk + 9 + STR_HEAD_MAX + nr);
+      rec.byte(0x93); rec.str(k, nk); rec.uint(length); rec.str(record, nr);
+      if (rec !== w) yield own(rec);
+    }
+  }
+  if (w.offset > 0) yield filled();
   return crc;
 }
 
@@ -241,13 +277,18 @@ type Overlay = Map<string, string | undefined>;
  * the copy found them, then the changes made meanwhile (`changes`, filled by the caller) laid
  * over them — which is the state the cache holds when the copy ends, at its revision then.
  */
-function* copySteps(cache: Cache, changes: ChangeSet[]): Generator<void, StateToSave> {
+function* copySteps(cache: Cache, changes: ChangeSet[], decoded?: DecodedSource): Generator<void, StateToSave> {
   // Keys and values in turn: no pair array per entry. A Map's iterator survives changes to it.
   const flat: string[] = [];
+  // The records of the values copied, each made in the same step as its value's copy: the
+  // indexes follow the cache change by change, so between two steps they hold the same values.
+  const records: DecodedRecord[] = [];
   let n = 0;
   for (const [k, v] of cache.entries) {
     flat.push(k, v);
-    if (++n % STEP_ENTRIES === 0) yield;
+    const r = decoded?.recordOf(k, v);
+    if (r && records.push(r) % RECORD_STEP === 0) yield;
+    else if (++n % STEP_ENTRIES === 0) yield;
   }
   const overlay: Overlay = new Map();
   for (const { puts, dels } of changes) {
@@ -270,7 +311,28 @@ function* copySteps(cache: Cache, changes: ChangeSet[]): Generator<void, StateTo
       for (const [k, v] of overlay) if (v !== undefined) yield [k, v] as const;
     },
   };
-  return { rev: cache.revision, savedAt: Date.now(), entries, count, epoch: cache.epoch || undefined, hubs: [...cache.hubs] };
+  // From here to the return is one step: the overlay's records are made for the values the
+  // indexes hold now, which are the overlay's.
+  const state: StateToSave = { rev: cache.revision, savedAt: Date.now(), entries, count, epoch: cache.epoch || undefined, hubs: [...cache.hubs] };
+  if (decoded) {
+    const podGroups = overlay.size > 0 ? records.filter((r) => !overlay.has(r[0])) : records;
+    for (const [k, v] of overlay) {
+      const r = v === undefined ? undefined : decoded.recordOf(k, v);
+      if (r) podGroups.push(r);
+    }
+    state.decoded = { v: decoded.version, podGroups };
+  }
+  return state;
+}
+
+/** Records made between two yields of a copy (each is a JSON.stringify of a pod group: ~5 µs). */
+const RECORD_STEP = 64;
+
+/** Where a save gets the decoded form of the values it writes (Indexes.recordOf), and its version. */
+export interface DecodedSource {
+  readonly version: number;
+  /** The record of `raw` under `etcdKey`, if there is one for exactly this value. */
+  recordOf(etcdKey: string, raw: string): DecodedRecord | undefined;
 }
 
 export function decodeState(bytes: Buffer): SavedState {
@@ -282,7 +344,19 @@ export function decodeState(bytes: Buffer): SavedState {
   for (const e of s.entries) if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') throw new Error('state entry malformed');
   if (s.epoch !== undefined && typeof s.epoch !== 'string') throw new Error('state epoch malformed');
   if (s.hubs !== undefined && (!Array.isArray(s.hubs) || !s.hubs.every((h) => typeof h === 'string'))) throw new Error('state hubs malformed');
+  if (s.decoded !== undefined && !isSavedDecoded(s.decoded)) {
+    // Only a help for the start: without it the raw values are decoded, as from an older file.
+    s.decoded = undefined;
+    s.decodedDropped = true;
+  }
   return s;
+}
+
+function isSavedDecoded(d: unknown): d is SavedDecoded {
+  if (typeof d !== 'object' || d === null) return false;
+  const { v, podGroups } = d as Partial<SavedDecoded>;
+  return typeof v === 'number' && Array.isArray(podGroups) && podGroups.every((r) => Array.isArray(r) && r.length === 3
+    && typeof r[0] === 'string' && typeof r[1] === 'number' && typeof r[2] === 'string');
 }
 
 /**
@@ -340,6 +414,8 @@ export interface StatePersisterOptions {
   io?: Partial<PersistIo>;
   /** How long one slice of copying the state may hold the event loop (ms). */
   sliceMs?: number;
+  /** Saves the decoded form of the values beside them (SavedState.decoded). */
+  decoded?: DecodedSource;
 }
 
 export class StatePersister {
@@ -352,6 +428,7 @@ export class StatePersister {
   private readonly maxDelayMs: number;
   private readonly sliceMs: number;
   private readonly io: PersistIo;
+  private readonly decoded?: DecodedSource;
   /** The save running now, if any. */
   private running?: Promise<void>;
   /** A save was asked for while one ran: the next one, which every such caller waits for. */
@@ -375,6 +452,7 @@ export class StatePersister {
     this.debounceMs = opts.debounceMs ?? 1000;
     this.maxDelayMs = opts.maxDelayMs ?? 5000;
     this.sliceMs = opts.sliceMs ?? 1;
+    this.decoded = opts.decoded;
     this.io = { ...FS_IO, ...opts.io, ...(opts.write ? { write: opts.write } : {}) };
     cache.onChange((changes) => this.copying?.push(changes));
   }
@@ -398,6 +476,7 @@ export class StatePersister {
     }
     try {
       const s = decodeState(bytes);
+      if (s.decodedDropped) this.log.warn({ path: this.path }, 'state file: its decoded values are malformed; decoding the raw values instead');
       this.savedRev = s.rev;
       this.savedHubs = (s.hubs ?? []).join(' ');
       return s;
@@ -449,7 +528,7 @@ export class StatePersister {
     try {
       this.copying = [];
       try {
-        state = await runSliced(copySteps(this.cache, this.copying), this.sliceMs);
+        state = await runSliced(copySteps(this.cache, this.copying, this.decoded), this.sliceMs);
       } finally {
         this.copying = undefined;
       }

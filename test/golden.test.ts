@@ -1,9 +1,15 @@
 // Replays ../shared/golden/cluster-small.json — answers recorded from the original lainlet —
 // against a hub and an agent on a real etcd, with the comparison rules of golden/README.md.
 import test from 'ava';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeState } from '../agent/persist.js';
 import { readReferenceJson } from './helpers/reference.js';
 import { etcdClient } from '../testkit/etcd.js';
 import { httpGet, openStream, type EventStream } from '../testkit/http.js';
+import { freePorts } from '../testkit/ports.js';
+import { startAgent, waitFor } from '../testkit/procs.js';
 import { fixtureKvs, startCluster, type Cluster } from './helpers/cluster.js';
 import { agentAt, agentProgress, streamsCaughtUp } from './helpers/wait.js';
 
@@ -39,20 +45,23 @@ const DEVIATIONS: Record<string, { status: number; body: string; why: string }> 
 
 let cluster: Cluster;
 let base: string;
+/** The agent's state dir: the state-file test starts another agent from a copy of its file. */
+const stateDir = mkdtempSync(join(tmpdir(), 'lainlet-golden-state-'));
 
 test.before(async () => {
-  cluster = await startCluster({ hubs: 1, agents: 1, kvs: fixtureKvs('cluster-small'), agentArgs: () => ['-ip', '127.0.0.1', '-hostname', golden.hostname] });
+  cluster = await startCluster({ hubs: 1, agents: 1, kvs: fixtureKvs('cluster-small'), agentArgs: () => ['-ip', '127.0.0.1', '-hostname', golden.hostname, '-state-dir', stateDir] });
   base = cluster.agents[0].base;
 });
 
 test.after.always(async () => {
   await cluster?.stop();
+  rmSync(stateDir, { recursive: true, force: true });
 });
 
-async function check(t: import('ava').ExecutionContext, entries: Plain[], label: string) {
+async function check(t: import('ava').ExecutionContext, entries: Plain[], label: string, at = base) {
   let failures = 0;
   for (let e of entries) {
-    const res = await httpGet(`${base}${e.path}`, { localAddress: e.from, method: e.method ?? 'GET' });
+    const res = await httpGet(`${at}${e.path}`, { localAddress: e.from, method: e.method ?? 'GET' });
     const what = `${label} ${e.method ?? 'GET'} ${e.path} from ${e.from}`;
     const deviation = DEVIATIONS[`${label} ${e.path} from ${e.from}`];
     if (deviation) e = { ...e, status: deviation.status, body: deviation.body };
@@ -67,6 +76,26 @@ async function check(t: import('ava').ExecutionContext, entries: Plain[], label:
 
 test.serial('every plain request, from every source address, answers as the original', async (t) => {
   await check(t, golden.plain, 'plain');
+});
+
+test.serial('an agent started from the state file, its pod groups taken from the records saved beside their values (none decoded), answers every plain request as the original', async (t) => {
+  t.timeout(60_000);
+  // The file, once it holds the revision the agent serves (nothing changes before the next test).
+  const file = join(stateDir, 'state.bin');
+  const { revision } = JSON.parse((await httpGet(`${base}/debug`)).body) as { revision: number };
+  await waitFor(() => { try { return decodeState(readFileSync(file)).rev === revision; } catch { return false; } }, { timeoutMs: 20_000, message: 'the state file at the agent\'s revision' });
+  const podGroups = Object.keys(fixtureKvs('cluster-small')).filter((k) => k.startsWith('/lain/deployd/pod_groups/')).length;
+  t.is(decodeState(readFileSync(file)).decoded?.podGroups.length, podGroups, 'a record for every pod group');
+  const dir = mkdtempSync(join(tmpdir(), 'lainlet-golden-restart-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  copyFileSync(file, join(dir, 'state.bin'));
+  const [port, closed] = await freePorts(2);
+  const agent = startAgent(['-web', `127.0.0.1:${port}`, '-hub', `ws://127.0.0.1:${closed}`, '-ip', '127.0.0.1', '-hostname', golden.hostname, '-state-dir', dir]);
+  t.teardown(() => agent.kill());
+  const loaded = JSON.parse(await agent.waitForLine(/loaded state file/)) as { podGroupRecords: unknown };
+  t.deepEqual(loaded.podGroupRecords, { taken: podGroups, refused: 0 });
+  await agent.waitForLine(/agent listening/);
+  await check(t, golden.plain, 'from the state file', `http://127.0.0.1:${port}`);
 });
 
 test.serial('event streams while keys change, then the after-state', async (t) => {

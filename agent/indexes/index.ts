@@ -7,7 +7,7 @@
 import type { ChangeSet } from '../cache.js';
 import { decodeDepends, serviceNameOfPortal, type DependsValue } from '../model/depends.js';
 import { decodeNodeValue } from '../model/node.js';
-import { decodePodGroup, type PodGroup } from '../model/podgroup.js';
+import { decodePodGroup, podGroupFromRecord, podGroupRecord, type PodGroup } from '../model/podgroup.js';
 import { AuthTableStore, type AuthTables } from './auth-tables.js';
 import { ContainerIndex } from './container-index.js';
 import type { ChangedKey, IndexChanges, IndexName } from './changes.js';
@@ -61,6 +61,13 @@ export interface IndexStats {
 
 const SUPER_APPS_DIR = 'super_apps/';
 
+/**
+ * A pod group decoded before, saved beside its raw value (the state file): the etcd key, the
+ * raw value's length (String.length: a cheap check that the record goes with the value it is
+ * offered for), and the record (podGroupRecord).
+ */
+export type DecodedRecord = readonly [etcdKey: string, rawLength: number, record: string];
+
 /** One etcd prefix whose values become entries of one index. */
 interface ValueSlot {
   /** Etcd prefix including the trailing "/", e.g. "/lain/config/". */
@@ -82,11 +89,18 @@ export class Indexes implements AuthTables {
   private readonly decoders: ValueDecoders;
   private readonly logger: IndexLogger | undefined;
   private readonly slots: readonly ValueSlot[];
+  /** Etcd prefix of the pod-group values, e.g. "/lain/deployd/pod_groups/". */
+  private readonly podGroupRoot: string;
   private readonly generations: Record<IndexName, number> = { config: 0, podgroups: 0, containers: 0, depends: 0, nodes: 0 };
   /** Etcd key → the undecodable value last received for it. */
   private readonly badValues = new Map<string, { raw: string; error: string }>();
   /** Changes recorded during the current apply(), per index: key → deleted. */
   private pending = new Map<IndexName, Map<string, boolean>>();
+  /** Records offered for the next apply() (offerDecoded), by etcd key. */
+  private offered?: Map<string, DecodedRecord>;
+  /** Of the records last offered: how many were taken, and how many could not be (wrong length, unreadable). */
+  private offerTaken = 0;
+  private offerRefused = 0;
 
   readonly config: ReadonlyKeyedIndex<ConfigEntry> = this.configIndex;
   readonly podGroups: ReadonlyPodGroupIndex = this.podGroupIndex;
@@ -102,9 +116,10 @@ export class Indexes implements AuthTables {
       depends: options.decoders?.depends ?? decodeDepends,
       node: options.decoders?.node ?? decodeNodeValue,
     };
+    this.podGroupRoot = prefix + 'deployd/pod_groups/';
     this.slots = [
       this.configSlot(prefix + 'config/'),
-      this.podGroupSlot(prefix + 'deployd/pod_groups/'),
+      this.podGroupSlot(this.podGroupRoot),
       this.dependsSlot(prefix + 'deployd/depends/pods/'),
       this.nodeSlot(prefix + 'nodes/nodes/'),
     ];
@@ -114,7 +129,38 @@ export class Indexes implements AuthTables {
   apply(changes: ChangeSet): IndexChanges {
     for (const key of changes.dels) this.deleteKey(key);
     for (const [key, raw] of changes.puts) this.putKey(key, raw);
+    this.offered = undefined;
     return this.finish();
+  }
+
+  /**
+   * Pod groups decoded before (the state file's records): the next apply() takes the record of
+   * a value it puts instead of decoding the value, when the record is for this key and a value of
+   * this length; a record it cannot read is refused and the value decoded. Records the apply
+   * does not use are dropped after it. Returns nothing; offerResult() says what was taken.
+   */
+  offerDecoded(records: Iterable<DecodedRecord>): void {
+    this.offered = new Map();
+    for (const r of records) this.offered.set(r[0], r);
+    this.offerTaken = 0;
+    this.offerRefused = 0;
+  }
+
+  /** Of the records last offered: taken (not decoded again) and refused (decoded after all). */
+  offerResult(): { taken: number; refused: number } {
+    return { taken: this.offerTaken, refused: this.offerRefused };
+  }
+
+  /**
+   * The record to save beside the value `raw` of `etcdKey`: the pod group decoded from exactly
+   * this value, as text; undefined when the key is not a pod group's or holds another value
+   * (or none: a bad one).
+   */
+  recordOf(etcdKey: string, raw: string): DecodedRecord | undefined {
+    const root = this.podGroupRoot;
+    if (etcdKey.length <= root.length || !etcdKey.startsWith(root)) return undefined;
+    const entry = this.podGroupIndex.get(etcdKey.slice(root.length));
+    return entry && entry.raw === raw ? [etcdKey, raw.length, podGroupRecord(entry.pg)] : undefined;
   }
 
   /** Bumped whenever `index` changes; an answer rendered at one generation is valid until the next. */
@@ -254,7 +300,7 @@ export class Indexes implements AuthTables {
     return {
       root, index,
       put: (key, raw) => {
-        const pg = this.decoders.podGroup(raw);
+        const pg = this.offeredPodGroup(root + key, raw) ?? this.decoders.podGroup(raw);
         const old = index.set({ key, raw, pg });
         changed(key, old?.pg, pg);
       },
@@ -263,6 +309,21 @@ export class Indexes implements AuthTables {
         if (old) changed(key, old.pg, undefined);
       },
     };
+  }
+
+  /** The pod group offered (offerDecoded) for this value, if one was and it can be read. */
+  private offeredPodGroup(etcdKey: string, raw: string): PodGroup | undefined {
+    const r = this.offered?.get(etcdKey);
+    if (!r) return undefined;
+    if (r[1] === raw.length) {
+      try {
+        const pg = podGroupFromRecord(r[2]);
+        this.offerTaken++;
+        return pg;
+      } catch { /* refused below: the value is decoded instead */ }
+    }
+    this.offerRefused++;
+    return undefined;
   }
 
   private dependsSlot(root: string): ValueSlot {

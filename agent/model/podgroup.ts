@@ -146,3 +146,31 @@ export function procNameOf(runtimeEnv: readonly string[] | null): string {
   }
   return name;
 }
+
+/**
+ * The version of the PodGroup record decodePodGroup makes, as saved in the state file beside
+ * the raw value (podGroupRecord). Bump it with any change to what decodePodGroup returns for a
+ * value — a field added, renamed, or read differently (here, in annotation.ts or gofields.ts):
+ * an agent then decodes the raw values of a file saved by an older one instead of taking its
+ * records. test/podgroup-record.test.ts fails when those sources change and this stays put.
+ */
+export const POD_GROUP_RECORD_VERSION = 1;
+
+/** A decoded pod group as text, to be read back by podGroupFromRecord (the state file). */
+export function podGroupRecord(pg: PodGroup): string {
+  return JSON.stringify(pg);
+}
+
+/**
+ * A pod group from its record (podGroupRecord); throws DecodeError unless it has the fields
+ * every endpoint reads (a record is only as good as the file it came from, which a CRC guards).
+ */
+export function podGroupFromRecord(record: string): PodGroup {
+  const pg = parseJson(record) as PodGroup | null;
+  if (!isObject(pg) || typeof pg.name !== 'string' || typeof pg.namespace !== 'string' || typeof pg.annotation !== 'string'
+    || typeof pg.appVersion !== 'string' || !Array.isArray(pg.dependencies) || !Array.isArray(pg.containerSpecs)
+    || !Array.isArray(pg.pods) || !Array.isArray(pg.streamPorts)) {
+    throw new DecodeError('pod group record: not a decoded pod group');
+  }
+  return pg;
+}
