@@ -335,11 +335,29 @@ export interface DecodedSource {
   recordOf(etcdKey: string, raw: string): DecodedRecord | undefined;
 }
 
+/** One msgpack byte (an empty array). */
+const ONE_BYTE = Buffer.from([0x90]);
+
+/**
+ * msgpackr keeps a DataView of the last buffer it read in module state (unpack.js `dataView`,
+ * which its clearSource() leaves): after a state file, the whole file (~12 MB for a 10 MB
+ * cluster), held until it reads something else — for ever in an agent that has no hub to hear
+ * from. Reading one byte makes that the buffer it holds.
+ */
+function releaseSource(): void {
+  unpack(ONE_BYTE);
+}
+
 export function decodeState(bytes: Buffer): SavedState {
   if (bytes.length < HEAD_BYTES || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) throw new Error('not a lainlet state file (bad magic)');
   const payload = bytes.subarray(HEAD_BYTES);
   if (crc32(payload) !== bytes.readUInt32BE(MAGIC.length)) throw new Error('checksum mismatch (truncated or corrupt)');
-  const s = unpack(payload) as SavedState;
+  let s: SavedState;
+  try {
+    s = unpack(payload) as SavedState;
+  } finally {
+    releaseSource();
+  }
   if (!s || typeof s.rev !== 'number' || !Array.isArray(s.entries)) throw new Error('state payload malformed');
   for (const e of s.entries) if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') throw new Error('state entry malformed');
   if (s.epoch !== undefined && typeof s.epoch !== 'string') throw new Error('state epoch malformed');

@@ -645,3 +645,32 @@ test('a state that changes while a save copies it is saved as it was at one revi
   t.is(JSON.stringify([...saved.entries].sort()), states.get(saved.rev) ?? 'none', `the file is the state at revision ${saved.rev}`);
   t.is(saved.entries.length, new Set(saved.entries.map(([k]) => k)).size, 'no key twice');
 });
+
+test('the buffer of a state file read is not held afterwards, whether it decoded or not (msgpackr keeps the last buffer it read)', async (t) => {
+  // A WeakRef to each file's ArrayBuffer: collected once nothing holds it. The decoded entries
+  // are kept alive meanwhile, as the cache keeps them.
+  const big = { rev: 3, savedAt: 1, entries: configEntries(2000, 1000) };
+  // A good CRC around a payload that does not end where its one value does: unpack throws.
+  const malformed = () => {
+    const body = Buffer.concat([Buffer.from([0x90, 0x90]), Buffer.alloc(2_000_000)]);
+    const head = Buffer.alloc(12);
+    head.write('LAINLET1');
+    head.writeUInt32BE(crc32(body), 8);
+    return Buffer.concat([head, body]);
+  };
+  // Each alone: a file read after another replaces it in msgpackr's state.
+  for (const [what, make] of [['the file that decoded', () => encodeState(big)], ['the file that did not', malformed]] as const) {
+    let ref: WeakRef<ArrayBufferLike> | undefined;
+    let entries: unknown[] = [];
+    (() => {
+      const bytes = make();
+      ref = new WeakRef(bytes.buffer);
+      try { entries = decodeState(bytes).entries; } catch (err) { t.regex((err as Error).message, /end of buffer not reached/, what); }
+    })();
+    // A WeakRef holds its target until the end of the current job: collect in a later one.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    collectGarbage();
+    t.is(ref?.deref(), undefined, what);
+    t.is(entries.length, what === 'the file that decoded' ? 2000 : 0, what);
+  }
+});
