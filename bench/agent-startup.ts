@@ -11,7 +11,7 @@ import { deployedNodeArgs, startAgent, startHub, waitSynced, type AgentProc } fr
 import { httpGet } from '../testkit/http.js';
 import { metricValue } from '../testkit/metrics.js';
 import { freePort } from '../testkit/ports.js';
-import { runCommand, waitFor } from '../testkit/procs.js';
+import { runCommand, startProgram, waitFor } from '../testkit/procs.js';
 import { readProc } from './lib/proc-stats.js';
 import { ms, table, type BenchContext, type Measurement, type SectionResult } from './lib/report.js';
 import { fmtBytes, median, monoMs } from './lib/stats.js';
@@ -82,6 +82,36 @@ async function timedStart(hubs: string[], extra: string[], fullBytes: number, pr
   }
 }
 
+/**
+ * The floor of a start: a bare node:http process, with the agent's node options, that reads the
+ * same answer from a file and serves it — Node's own start-up, a listen and the bytes, nothing
+ * of the agent's. Timed like timedStart, interleaved with the agent's starts.
+ */
+async function floorStart(bodyFile: string, fullBytes: number): Promise<StartRun> {
+  const port = await freePort();
+  const script = `const b = require('node:fs').readFileSync(${JSON.stringify(bodyFile)});
+require('node:http').createServer((q, r) => { r.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': b.length }); r.end(b); }).listen(${port}, '127.0.0.1');`;
+  const t0 = monoMs();
+  const proc = startProgram('floor', process.execPath, [...deployedNodeArgs(), '-e', script]);
+  let listeningMs = NaN;
+  try {
+    const deadline = t0 + 30_000;
+    while (monoMs() < deadline) {
+      if (!proc.running) throw new Error(`floor server exited:\n${proc.output()}`);
+      try {
+        const r = await httpGet(`http://127.0.0.1:${port}${FULL_PATH}`, 5000);
+        const now = monoMs();
+        if (Number.isNaN(listeningMs)) listeningMs = now - t0;
+        if (r.status === 200 && r.bytes === fullBytes) return { listeningMs, fullMs: now - t0, rss: NaN };
+      } catch { /* not listening yet */ }
+      await sleep(3);
+    }
+    throw new Error(`floor server gave no full answer within 30 s:\n${proc.output()}`);
+  } finally {
+    await proc.kill();
+  }
+}
+
 /** What the installed `lainlet-agent` command gives Node (its shebang): a 2 MB young generation. */
 const deployedNodeOptions = (): string => deployedNodeArgs().join(' ');
 
@@ -138,6 +168,9 @@ export const agentStartup: Measurement = {
       await waitSynced(ref, FULL_PATH, 60_000);
       const full = await httpGet(ref.base + FULL_PATH);
       const fullBytes = full.bytes;
+      const bodyFile = path.join(ctx.tmpDir, 'coreinfowatcher-all.body');
+      writeFileSync(bodyFile, full.body);
+      const floor: StartRun[] = [];
       // The state file is written ~1 s after the last change (debounced).
       const stateFile = path.join(stateDir, 'state.bin');
       await waitFor(() => existsSync(stateFile), { timeoutMs: 15_000, message: 'the agent to write its state file' });
@@ -152,7 +185,10 @@ export const agentStartup: Measurement = {
       ctx.log(`  RSS as installed (${deployedNodeOptions()}, the lainlet-agent shebang): ${fmtBytes(deployedRss)}`);
 
       const fromHub: StartRun[] = [];
-      for (let i = 0; i < repeats; i++) fromHub.push(await timedStart([cluster.hub.url], [], fullBytes));
+      for (let i = 0; i < repeats; i++) {
+        fromHub.push(await timedStart([cluster.hub.url], [], fullBytes));
+        floor.push(await floorStart(bodyFile, fullBytes));
+      }
       ctx.log(`  from the hub: full answer after ${fromHub.map((r) => Math.round(r.fullMs)).join(', ')} ms`);
       const profHub = await timedStart([cluster.hub.url], [], fullBytes, path.join(ctx.tmpDir, 'cpuprof-start-hub'));
 
@@ -161,8 +197,12 @@ export const agentStartup: Measurement = {
       await cluster.hub.proc.kill();
       const closedPort = await freePort();
       const fromFile: StartRun[] = [];
-      for (let i = 0; i < repeats; i++) fromFile.push(await timedStart([`ws://127.0.0.1:${closedPort}`], ['-state-dir', stateDir], fullBytes));
+      for (let i = 0; i < repeats; i++) {
+        fromFile.push(await timedStart([`ws://127.0.0.1:${closedPort}`], ['-state-dir', stateDir], fullBytes));
+        floor.push(await floorStart(bodyFile, fullBytes));
+      }
       ctx.log(`  from the state file: full answer after ${fromFile.map((r) => Math.round(r.fullMs)).join(', ')} ms`);
+      ctx.log(`  floor (bare node:http serving the bytes from a file): full answer after ${floor.map((r) => Math.round(r.fullMs)).join(', ')} ms`);
       const profFile = await timedStart([`ws://127.0.0.1:${closedPort}`], ['-state-dir', stateDir], fullBytes, path.join(ctx.tmpDir, 'cpuprof-start-file'));
       const smallRss = await smallClusterRss(ctx.tmpDir);
       const bareRss = await bareNodeRss();
@@ -170,7 +210,7 @@ export const agentStartup: Measurement = {
 
       const phases = (r: StartRun) => (r.profile ? phaseTimes(r.profile, START_PHASES) : undefined);
       return report(ctx, {
-        rss: idle.rss, rssPeak: idle.rssPeak, deployedRss, heapUsed, heapTotal, external, fullBytes, stateBytes, fromHub, fromFile, repeats, smallRss, bareRss,
+        rss: idle.rss, rssPeak: idle.rssPeak, deployedRss, heapUsed, heapTotal, external, fullBytes, stateBytes, fromHub, fromFile, floor, repeats, smallRss, bareRss,
         phasesHub: phases(profHub), phasesFile: phases(profFile),
       }, largeClusterNote(cluster));
     } finally {
@@ -182,7 +222,10 @@ export const agentStartup: Measurement = {
 
 interface StartupData {
   rss: number; rssPeak: number; deployedRss: number; heapUsed: number; heapTotal: number; external: number;
-  fullBytes: number; stateBytes: number; fromHub: StartRun[]; fromFile: StartRun[]; repeats: number; smallRss: number; bareRss: number;
+  fullBytes: number; stateBytes: number; fromHub: StartRun[]; fromFile: StartRun[];
+  /** floorStart runs, one after each of the agent's timed starts (from the hub, then from the file). */
+  floor: StartRun[];
+  repeats: number; smallRss: number; bareRss: number;
   phasesHub?: ReturnType<typeof phaseTimes>; phasesFile?: ReturnType<typeof phaseTimes>;
 }
 
@@ -201,6 +244,7 @@ function report(ctx: BenchContext, d: StartupData, clusterNote: string): Section
   const hubMed = med(d.fromHub, 'fullMs');
   const fileMed = med(d.fromFile, 'fullMs');
   const startMet = hubMed <= START_TARGET_MS && fileMed <= START_FILE_TARGET_MS;
+  const floorMed = med(d.floor, 'fullMs');
   const md = [
     clusterNote,
     '',
@@ -213,7 +257,10 @@ function report(ctx: BenchContext, d: StartupData, clusterNote: string): Section
     table(['start', 'HTTP listening (median)', 'full answer: median', 'min', 'max', 'RSS 1 s later (median)'], [
       ['synced from the hub', ms(med(d.fromHub, 'listeningMs')), `**${ms(hubMed)}**`, ms(Math.min(...d.fromHub.map((r) => r.fullMs))), ms(max(d.fromHub)), fmtBytes(median(d.fromHub.map((r) => r.rss)))],
       ['from the state file, no hub', ms(med(d.fromFile, 'listeningMs')), `**${ms(fileMed)}**`, ms(Math.min(...d.fromFile.map((r) => r.fullMs))), ms(max(d.fromFile)), fmtBytes(median(d.fromFile.map((r) => r.rss)))],
+      ['floor: bare node:http serving the same bytes from a file', ms(med(d.floor, 'listeningMs')), ms(floorMed), ms(Math.min(...d.floor.map((r) => r.fullMs))), ms(max(d.floor)), ''],
     ]),
+    '',
+    `The floor is Node's own start-up, a listen, a file read and the answer, nothing of the agent's: a \`node ${deployedNodeOptions()} -e\` node:http server started after each of the agent's starts (${d.floor.length} runs, interleaved), timed the same way. Beyond it the agent takes ${ms(hubMed - floorMed)} from the hub and ${ms(fileMed - floorMed)} from the state file (medians).`,
     '',
     '"HTTP listening" is the first answer of any kind (503 until the state arrives). From the state file the agent loads the file and builds its indexes before it listens, so both times coincide; from a hub, the snapshot usually arrives and is applied before the first poll is answered.',
   ];
@@ -250,12 +297,12 @@ function report(ctx: BenchContext, d: StartupData, clusterNote: string): Section
       },
       {
         target: `a full answer ≤ ${START_TARGET_MS} ms after start from the hub, ≤ ${START_FILE_TARGET_MS} ms from the state file`,
-        measured: `median ${ms(hubMed)} from the hub, ${ms(fileMed)} from the state file (max ${ms(max(d.fromHub))} / ${ms(max(d.fromFile))})`,
+        measured: `median ${ms(hubMed)} from the hub, ${ms(fileMed)} from the state file (max ${ms(max(d.fromHub))} / ${ms(max(d.fromFile))}); floor (bare node:http serving the same bytes, interleaved) ${ms(floorMed)}`,
         met: startMet,
         note: startMet ? undefined : [
           hubMed > START_TARGET_MS ? `from the hub missed by ${ms(hubMed - START_TARGET_MS)}` : '',
           fileMed > START_FILE_TARGET_MS ? `from the state file missed by ${ms(fileMed - START_FILE_TARGET_MS)}` : '',
-        ].filter(Boolean).join('; ') + `: ${startupLimits(d)} — phase table in section 5.`,
+        ].filter(Boolean).join('; ') + `; a bare node:http process serving the same bytes takes ${ms(floorMed)} of that (Node's start-up: ${floorMed > START_FILE_TARGET_MS ? 'alone above the state-file target on this machine' : `${ms(START_FILE_TARGET_MS - floorMed)} left for the agent under the state-file target`}), the agent ${ms(hubMed - floorMed)} / ${ms(fileMed - floorMed)} beyond it; ${startupLimits(d)} — phase table in section 5.`,
       },
     ],
     charts: [{ file: 'agent-startup.svg', svg: chart, caption: 'agent start-up: time to listen and to a full all-apps coreinfowatcher answer, with the target' }],
