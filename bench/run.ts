@@ -18,7 +18,7 @@ import { fanout } from './fanout.js';
 import { REPO_ROOT, useDistSnapshot } from '../testkit/paths.js';
 import { killAll } from '../testkit/procs.js';
 import type { BenchContext, Measurement, SectionResult, TargetResult } from './lib/report.js';
-import { systemInfo } from './lib/sysinfo.js';
+import { machineSpeed, systemInfo } from './lib/sysinfo.js';
 import { propagation } from './propagation.js';
 import { reconnectStorm } from './reconnect-storm.js';
 import { tier } from './tier.js';
@@ -71,6 +71,9 @@ async function main(): Promise<void> {
     process.on(sig, () => { log(`${sig}: stopping everything`); void cleanup().finally(() => process.exit(130)); });
   }
   const sys = systemInfo(REPO_ROOT);
+  // The same machine runs at different speeds on different days (a shared host): measured at
+  // both ends of the run, so runs are compared by these before their absolute figures.
+  const speedBefore = machineSpeed();
   useDistSnapshot(tmpDir);
   const selected = MEASUREMENTS.filter((m) => !args.only || args.only.includes(m.name));
   const results: Array<{ m: Measurement; r?: SectionResult; error?: string; seconds: number }> = [];
@@ -92,6 +95,7 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
+  const speedAfter = machineSpeed();
 
   const chartsDir = path.join(args.out, 'charts');
   mkdirSync(chartsDir, { recursive: true });
@@ -109,6 +113,7 @@ async function main(): Promise<void> {
   lines.push(`| date | ${sys.date} |`);
   lines.push(`| code | commit ${sys.commit}${sys.dirty.length ? `, plus uncommitted changes to ${sys.dirty.join(', ')}` : ''} (built into dist/ before the run) |`);
   lines.push(`| run time | ${Math.round((Date.now() - started) / 1000)} s |`);
+  lines.push(`| speed at the start / end of the run | a bare \`node -e 0\` ${speedBefore.nodeStartMs.toFixed(0)} / ${speedAfter.nodeStartMs.toFixed(0)} ms; JSON.parse of a fixed 1 MB text ${speedBefore.jsonParseMs.toFixed(1)} / ${speedAfter.jsonParseMs.toFixed(1)} ms (medians of 7): compare runs by these before comparing absolute times |`);
   lines.push('');
   lines.push('Everything ran on this one machine at once (etcd, hubs, agents, load generators), so the processes share its cores; ratios are measured side by side in this run and are the numbers to compare, not absolute claims about other machines.', '');
   lines.push('## Targets', '', '| target | measured | verdict | by how much / what limits it |', '| --- | --- | --- | --- |');

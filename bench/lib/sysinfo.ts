@@ -1,5 +1,5 @@
 // The machine a run happened on, for the head of RESULTS.md.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
 
 export interface SystemInfo {
@@ -41,4 +41,33 @@ export function systemInfo(repoRoot: string): SystemInfo {
     dirty: (spawnSync('git', ['-C', repoRoot, 'status', '--porcelain'], { encoding: 'utf8' }).stdout ?? '')
       .split('\n').map((l) => l.slice(3).trim()).filter((f) => f && !f.startsWith('bench/')),
   };
+}
+
+/** How fast the machine is at one moment: figures to compare across runs before any absolute one. */
+export interface MachineSpeed {
+  /** Median wall time of a bare `node -e 0` (spawn to exit), ms. */
+  nodeStartMs: number;
+  /** Median time of a JSON.parse of a fixed ~1 MB text in this process, ms. */
+  jsonParseMs: number;
+}
+
+/** A fixed text of ~1 MB shaped like lainlet's values (objects, strings, numbers). */
+const YARDSTICK_JSON = JSON.stringify(Array.from({ length: 7000 }, (_, i) => ({
+  name: `app${i}.web.web`, instance: i % 7, ip: `172.20.${i >> 8}.${i & 255}`, env: ['TZ=Asia/Shanghai', `LAIN_APPNAME=app${i}`, `LAIN_PROCNAME=web${i % 3}`], memory: 268435456 + i,
+})));
+
+/** The machine's speed now: 7 bare node starts and 7 parses, medians (a few seconds). */
+export function machineSpeed(): MachineSpeed {
+  const starts: number[] = [];
+  const parses: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    let t = performance.now();
+    execFileSync(process.execPath, ['-e', '0']);
+    starts.push(performance.now() - t);
+    t = performance.now();
+    JSON.parse(YARDSTICK_JSON);
+    parses.push(performance.now() - t);
+  }
+  const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+  return { nodeStartMs: med(starts), jsonParseMs: med(parses) };
 }
