@@ -56,7 +56,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const args = ['--etcd', etcd.endpoint, '--listen', `127.0.0.1:${port}`, '--progress-interval', '500', '--shutdown-spread', '500', ...(opts.hubArgs ?? []), ...extra];
       const proc = startHub(args);
       procs.push(proc);
-      await waitFor(() => hubHealthy(port), { timeoutMs: 15_000, message: `hub on ${port} did not become healthy:\n${proc.output()}` });
+      // 30 s: a clean-clone CI run on a slow host once saw a hub print nothing for 15 s while the
+      // first test files all started their etcds and hubs at once.
+      // (The hub's output is read when the wait fails, not when it starts: it is empty then.)
+      await waitFor(() => hubHealthy(port), { timeoutMs: 30_000, message: `hub on ${port} to become healthy` })
+        .catch((err: Error) => { throw new Error(`${err.message}; its output (running: ${proc.running}):\n${proc.output()}`); });
       return { proc, port, url: `ws://127.0.0.1:${port}`, args };
     };
     const hubs: RunningHub[] = [];
