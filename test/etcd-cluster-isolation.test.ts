@@ -8,7 +8,9 @@
 // connection, is retried on another member, and lands far ahead of the watch; hub/sync.ts
 // publishes its difference as one delta. And a watch that the etcd client re-creates on the
 // stopped member again (its pick is random) hangs in the connection handshake for grpc-js's
-// connect timeout (20 s) before it tries another: hence the minute allowed for the move.
+// connect timeout (20 s) before it tries another: hence the two minutes allowed for the move
+// (75 s once ran out in a clean-clone CI run on a slow host: the client may pick the stopped
+// member more than once).
 import test from 'ava';
 import { Etcd3 } from 'etcd3';
 import { waitFor } from '../testkit/procs.js';
@@ -18,14 +20,14 @@ import { checkEnd, guardedWrite, movedFrom, startClusterLoad, type ClusterLoad, 
 
 
 test.serial('SIGSTOP of the member the hub watches: keepalive moves the watch, the agent keeps up while it is stopped', async (t) => {
-  t.timeout(150_000);
+  t.timeout(210_000);
   const load = await startClusterLoad();
   try {
     await load.written('before the stop');
     const victim = await load.hubMember();
     t.true(victim >= 0);
     load.cluster.pause(victim, true);
-    const now = await movedFrom(load, victim, 75_000);
+    const now = await movedFrom(load, victim, 120_000);
     await load.written(`with member ${victim} stopped, the hub on ${now}`);
     const { values, last } = await load.finish();
     t.true(values.includes(last), 'the agent has the last write while the member is still stopped');

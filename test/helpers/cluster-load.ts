@@ -300,6 +300,8 @@ export async function checkEnd(t: ExecutionContext, load: ClusterLoad): Promise<
 /** Waits until the hub's watch (etcd2: its long poll) runs on a member other than `from`; returns it. */
 export async function movedFrom(load: ClusterLoad, from: number, timeoutMs = 30_000): Promise<number> {
   let now = -1;
-  await waitFor(async () => { now = await load.hubMember(); return now >= 0 && now !== from; }, { timeoutMs, message: `the hub's watch leaving member ${from}\n${load.hub.output().split('\n').slice(-10).join('\n')}` });
+  // The hub's last lines are read when the wait fails (read when it began, they were only its start).
+  await waitFor(async () => { now = await load.hubMember(); return now >= 0 && now !== from; }, { timeoutMs, message: `the hub's watch leaving member ${from}` })
+    .catch((err: Error) => { throw new Error(`${err.message} (its watch is on member ${now}); the hub's last lines:\n${load.hub.output().split('\n').slice(-20).join('\n')}`); });
   return now;
 }
