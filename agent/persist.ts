@@ -5,10 +5,10 @@
 // {rev, savedAt, entries, epoch?, hubs?, decoded?}; `decoded` holds the pod groups as the
 // indexes decoded them ({v: the record version, podGroups: [etcd key, value length, record]}),
 // which a start from the file takes instead of decoding the values again (issue 13). A file
-// without it (older agents) or of another record version loads all the same, decoding. Written atomically: temp file, fsync, rename, fsync of the dir —
-// a crash leaves either the old file or the new one, never a torn one. A write that fails or
-// stops short leaves the old file in place. A file that fails the magic, CRC or decoding is
-// reported and ignored.
+// without it (older agents) or of another record version loads all the same, decoding.
+// Written atomically: temp file, fsync, rename, fsync of the dir — a crash leaves either the
+// old file or the new one, never a torn one. A write that fails or stops short leaves the old
+// file in place. A file that fails the magic, CRC or decoding is reported and ignored.
 //
 // A save never holds the event loop for long (a delta's path through the agent must not wait
 // for it): the state is copied in slices of about a millisecond, the changes made meanwhile

@@ -11,7 +11,7 @@ import { deployedNodeArgs, startAgent, startHub, waitSynced, type AgentProc } fr
 import { httpGet } from '../testkit/http.js';
 import { metricValue } from '../testkit/metrics.js';
 import { freePort } from '../testkit/ports.js';
-import { runCommand, startProgram, waitFor } from '../testkit/procs.js';
+import { runCommand, startProgram, waitFor, type Proc } from '../testkit/procs.js';
 import { readProc } from './lib/proc-stats.js';
 import { ms, table, type BenchContext, type Measurement, type SectionResult } from './lib/report.js';
 import { fmtBytes, median, monoMs } from './lib/stats.js';
@@ -44,6 +44,26 @@ const START_PHASES: Phase[] = [
 ];
 
 /**
+ * Polls GET /v2/coreinfowatcher at `base` every few ms on fresh connections until it answers 200
+ * with the full body: the first answer of any kind and that one, in ms since `t0`.
+ */
+async function untilFullAnswer(base: string, fullBytes: number, t0: number, proc: Proc, what: string): Promise<{ listeningMs: number; fullMs: number }> {
+  let listeningMs = NaN;
+  const deadline = t0 + 30_000;
+  while (monoMs() < deadline) {
+    if (!proc.running) throw new Error(`${what} exited:\n${proc.output()}`);
+    try {
+      const r = await httpGet(`${base}${FULL_PATH}`, 5000);
+      const now = monoMs();
+      if (Number.isNaN(listeningMs)) listeningMs = now - t0;
+      if (r.status === 200 && r.bytes === fullBytes) return { listeningMs, fullMs: now - t0 };
+    } catch { /* not listening yet */ }
+    await sleep(3);
+  }
+  throw new Error(`${what} gave no full answer within 30 s:\n${proc.output()}`);
+}
+
+/**
  * Spawns an agent and polls GET /v2/coreinfowatcher every few ms on fresh connections until it
  * answers 200 with the full body. Times are from just before the spawn. With `profileDir`, the
  * agent runs under --cpu-prof and exits gracefully so the profile is written.
@@ -55,21 +75,8 @@ async function timedStart(hubs: string[], extra: string[], fullBytes: number, pr
   // As installed: with the shebang's node options.
   const nodeArgs = [...deployedNodeArgs(), ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=250'] : [])];
   const agent = await startAgent(hubs, extra, { port, spawn: { nodeArgs } });
-  let listeningMs = NaN;
-  let fullMs = NaN;
   try {
-    const deadline = t0 + 30_000;
-    while (monoMs() < deadline) {
-      if (!agent.proc.running) throw new Error(`agent exited:\n${agent.proc.output()}`);
-      try {
-        const r = await httpGet(`${agent.base}${FULL_PATH}`, 5000);
-        const now = monoMs();
-        if (Number.isNaN(listeningMs)) listeningMs = now - t0;
-        if (r.status === 200 && r.bytes === fullBytes) { fullMs = now - t0; break; }
-      } catch { /* not listening yet */ }
-      await sleep(3);
-    }
-    if (Number.isNaN(fullMs)) throw new Error(`agent gave no full answer within 30 s:\n${agent.proc.output()}`);
+    const { listeningMs, fullMs } = await untilFullAnswer(agent.base, fullBytes, t0, agent.proc, 'agent');
     if (profileDir) {
       await agent.proc.stop('SIGTERM');
       const f = readdirSync(profileDir).find((x) => x.endsWith('.cpuprofile'));
@@ -93,20 +100,8 @@ async function floorStart(bodyFile: string, fullBytes: number): Promise<StartRun
 require('node:http').createServer((q, r) => { r.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': b.length }); r.end(b); }).listen(${port}, '127.0.0.1');`;
   const t0 = monoMs();
   const proc = startProgram('floor', process.execPath, [...deployedNodeArgs(), '-e', script]);
-  let listeningMs = NaN;
   try {
-    const deadline = t0 + 30_000;
-    while (monoMs() < deadline) {
-      if (!proc.running) throw new Error(`floor server exited:\n${proc.output()}`);
-      try {
-        const r = await httpGet(`http://127.0.0.1:${port}${FULL_PATH}`, 5000);
-        const now = monoMs();
-        if (Number.isNaN(listeningMs)) listeningMs = now - t0;
-        if (r.status === 200 && r.bytes === fullBytes) return { listeningMs, fullMs: now - t0, rss: NaN };
-      } catch { /* not listening yet */ }
-      await sleep(3);
-    }
-    throw new Error(`floor server gave no full answer within 30 s:\n${proc.output()}`);
+    return { ...(await untilFullAnswer(`http://127.0.0.1:${port}`, fullBytes, t0, proc, 'floor server')), rss: NaN };
   } finally {
     await proc.kill();
   }

@@ -7,13 +7,12 @@ import test from 'ava';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { mock } from 'node:test';
-import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { Cache } from '../agent/cache.js';
 import { CHUNK_BYTES, decodeState, encodeChunks, encodeState, FS_IO, StatePersister, type SavedState } from '../agent/persist.js';
 import { collectGarbage } from '../shared/gc.js';
 import { decodeFrame, encodeFrame } from '../shared/protocol.js';
-import { capturingLogger, configEntries, fileState, persisterIn, tempDir } from './helpers/persist.js';
+import { capturingLogger, configEntries, fileAround, fileState, fileWith, persisterIn, tempDir } from './helpers/persist.js';
 
 const A: [string, string] = ['/lain/config/a', '1'];
 const B: [string, string] = ['/lain/config/b', '2'];
@@ -183,15 +182,6 @@ test('a state file with one flipped byte is refused by its checksum', (t) => {
 // ---------------------------------------------------------------------------
 // 4. A file that is not a state file, or not one of ours, is refused
 // ---------------------------------------------------------------------------
-
-/** A file with a good header (magic, CRC) around whatever payload msgpackr packs. */
-function fileWith(payload: unknown): Buffer {
-  const body = Buffer.from(new Packr({ useRecords: false }).pack(payload));
-  const head = Buffer.alloc(12);
-  head.write('LAINLET1');
-  head.writeUInt32BE(crc32(body), 8);
-  return Buffer.concat([head, body]);
-}
 
 test('a file without the magic, or too short to hold it and the checksum, is not a state file', (t) => {
   const good = encodeState({ rev: 5, savedAt: 1, entries: [['a', 'b']] });
@@ -651,13 +641,7 @@ test('the buffer of a state file read is not held afterwards, whether it decoded
   // are kept alive meanwhile, as the cache keeps them.
   const big = { rev: 3, savedAt: 1, entries: configEntries(2000, 1000) };
   // A good CRC around a payload that does not end where its one value does: unpack throws.
-  const malformed = () => {
-    const body = Buffer.concat([Buffer.from([0x90, 0x90]), Buffer.alloc(2_000_000)]);
-    const head = Buffer.alloc(12);
-    head.write('LAINLET1');
-    head.writeUInt32BE(crc32(body), 8);
-    return Buffer.concat([head, body]);
-  };
+  const malformed = () => fileAround(Buffer.concat([Buffer.from([0x90, 0x90]), Buffer.alloc(2_000_000)]));
   // Each alone: a file read after another replaces it in msgpackr's state.
   for (const [what, make] of [['the file that decoded', () => encodeState(big)], ['the file that did not', malformed]] as const) {
     let ref: WeakRef<ArrayBufferLike> | undefined;

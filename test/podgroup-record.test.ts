@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { startAgent } from '../agent/agent.js';
 import { Cache } from '../agent/cache.js';
@@ -19,7 +18,7 @@ import { decodeState, encodeChunks, encodeState, type DecodedSource, type StateT
 import { fixtureKvs } from './helpers/cluster.js';
 import { httpGet } from '../testkit/http.js';
 import { freePort } from '../testkit/ports.js';
-import { capturingLogger, fileState, persisterIn, tempDir } from './helpers/persist.js';
+import { capturingLogger, fileState, fileWith, persisterIn, tempDir } from './helpers/persist.js';
 
 const PG = '/lain/deployd/pod_groups/';
 const small = fixtureKvs('cluster-small');
@@ -147,15 +146,6 @@ test('the encoder writes the decoded records as msgpackr would, whatever falls o
   t.throws(() => encodeState({ rev: 1, savedAt: 1, entries: [], decoded: { v: -1, podGroups: [] } }), { message: /not a revision or a time/ });
   t.throws(() => encodeState({ rev: 1, savedAt: 1, entries: [], decoded: { v: 1, podGroups: [['k', 1.5, '{}']] } }), { message: /not a revision or a time/ });
 });
-
-/** A file with a good header (magic, CRC) around whatever payload msgpackr packs. */
-function fileWith(payload: unknown): Buffer {
-  const body = Buffer.from(new Packr({ useRecords: false }).pack(payload));
-  const head = Buffer.alloc(12);
-  head.write('LAINLET1');
-  head.writeUInt32BE(crc32(body), 8);
-  return Buffer.concat([head, body]);
-}
 
 test('malformed records are left out of a file whose values are whole, with a warning: its values are decoded instead', (t) => {
   const base = { rev: 5, savedAt: 1, entries: [['a', 'b']] };

@@ -300,7 +300,7 @@ export class Indexes implements AuthTables {
     return {
       root, index,
       put: (key, raw) => {
-        const pg = this.offeredPodGroup(root + key, raw) ?? this.decoders.podGroup(raw);
+        const pg = (this.offered && this.offeredPodGroup(root + key, raw)) ?? this.decoders.podGroup(raw);
         const old = index.set({ key, raw, pg });
         changed(key, old?.pg, pg);
       },
@@ -313,7 +313,7 @@ export class Indexes implements AuthTables {
 
   /** The pod group offered (offerDecoded) for this value, if one was and it can be read. */
   private offeredPodGroup(etcdKey: string, raw: string): PodGroup | undefined {
-    const r = this.offered?.get(etcdKey);
+    const r = this.offered!.get(etcdKey);
     if (!r) return undefined;
     if (r[1] === raw.length) {
       try {

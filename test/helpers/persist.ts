@@ -3,6 +3,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { Packr } from 'msgpackr';
 import { pino, type Logger } from 'pino';
 import { Cache } from '../../agent/cache.js';
 import { decodeState, StatePersister, type SavedState } from '../../agent/persist.js';
@@ -37,4 +39,17 @@ export function fileState(path: string): SavedState {
 /** n config keys with values of `valueLength` characters: a state of about n × (valueLength + 25) bytes. */
 export function configEntries(n: number, valueLength: number, tag = 'v'): Array<[string, string]> {
   return Array.from({ length: n }, (_, i) => [`/lain/config/k${String(i).padStart(5, '0')}`, tag.repeat(valueLength)]);
+}
+
+/** A file with a good header (magic, CRC) around the payload bytes `body`, whatever they hold. */
+export function fileAround(body: Buffer): Buffer {
+  const head = Buffer.alloc(12);
+  head.write('LAINLET1');
+  head.writeUInt32BE(crc32(body), 8);
+  return Buffer.concat([head, body]);
+}
+
+/** A file with a good header around whatever payload msgpackr packs. (A Packr of its own: it only packs.) */
+export function fileWith(payload: unknown): Buffer {
+  return fileAround(Buffer.from(new Packr({ useRecords: false }).pack(payload)));
 }
