@@ -144,6 +144,14 @@ export const HUB_DEFAULTS = {
   // minutes after etcd is back. A hub tier is a few clients, not a herd.
   etcd3ReconnectBaseMs: 500,
   etcd3ReconnectCapMs: 5000,
+  // The etcd3 library re-creates a broken watch stream after a backoff of its own, on top of
+  // grpc-js's: by default decorrelated jitter from 128 ms up to 30 s, grown by every failed
+  // attempt and reset only by an answer. After a few seconds of faults (etcd restarting, a link
+  // resetting) its next attempt could be 20-30 s away, and the hub stale all that time after
+  // etcd was back: a soak's hub was still stale 20 s after every fault had healed. Same cap as
+  // the connection attempts.
+  etcd3WatchRetryBaseMs: 128,
+  etcd3WatchRetryCapMs: 5000,
   // A watcher etcd already cancelled (compaction) never gets the cancel acknowledgement the
   // library waits for: give up waiting after this.
   etcd3CancelWaitMs: 1000,

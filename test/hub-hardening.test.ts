@@ -11,6 +11,8 @@ import WebSocket from 'ws';
 import { startAgent } from '../agent/agent.js';
 import { startHub } from '../hub/hub.js';
 import type { HubServer } from '../hub/server.js';
+import type { IBackoff } from 'cockatiel';
+import { HUB_DEFAULTS } from '../hub/defaults.js';
 import { Etcd3Store } from '../hub/store/etcd3.js';
 import { MemoryStore } from '../hub/store/memory.js';
 import { silentLogger } from '../shared/log.js';
@@ -196,5 +198,23 @@ test('a hub that cannot reach etcd at start says it has no state yet, not that i
     t.false(lines.some((l) => l.includes('serving last state')));
   } finally {
     await hub.stop();
+  }
+});
+
+test('the etcd client waits at most etcd3WatchRetryCapMs before it re-creates a broken watch, however many attempts failed before', async (t) => {
+  // The library's own default grows to 30 s: a soak's hub stayed stale 20 s after every fault
+  // had healed. Its wait is the chain the watch manager steps through, one step per failure.
+  const store = new Etcd3Store({ endpoints: ['127.0.0.1:1'] });
+  try {
+    const manager = (store as unknown as { client: { watchManager: { initialBackoff: IBackoff<unknown> } } }).client.watchManager;
+    let step = manager.initialBackoff.next(undefined);
+    const waits: number[] = [];
+    for (let failures = 0; failures < 200; failures++, step = step.next(undefined)) waits.push(step.duration);
+    t.true(Math.max(...waits) <= HUB_DEFAULTS.etcd3WatchRetryCapMs, `longest wait ${Math.max(...waits)} ms`);
+    // It still backs off: the waits reach the cap's order, not a busy loop.
+    t.true(Math.max(...waits) > HUB_DEFAULTS.etcd3WatchRetryCapMs / 2, `longest wait ${Math.max(...waits)} ms`);
+    t.true(waits[1] <= HUB_DEFAULTS.etcd3WatchRetryBaseMs * 3, `first wait ${waits[1]} ms`);
+  } finally {
+    await store.close();
   }
 });

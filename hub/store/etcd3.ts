@@ -35,6 +35,7 @@
 // handlers are told (onSource) on the first creation and on every move, with the reason.
 import { Etcd3, type IMember, type Watcher } from 'etcd3';
 import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
+import { ExponentialBackoff, type IBackoff } from 'cockatiel';
 import { HUB_DEFAULTS } from '../defaults.js';
 import { CompactedError, type ListResult, type RevisionChange, type Store, type StoreSource, type StoreWatch, type WatchHandlers } from './types.js';
 
@@ -74,6 +75,15 @@ export interface Etcd3StoreOptions {
   requireLeader?: boolean;
 }
 
+/**
+ * How long the library waits before it re-creates a broken watch stream (HUB_DEFAULTS.etcd3WatchRetryCapMs
+ * says why). The library takes the step before the first wait (duration 0) and steps on with next()
+ * after each failure, back to this one after each answer.
+ */
+export function etcd3WatchBackoff(): IBackoff<unknown> {
+  return new ExponentialBackoff({ initialDelay: HUB_DEFAULTS.etcd3WatchRetryBaseMs, maxDelay: HUB_DEFAULTS.etcd3WatchRetryCapMs }).next();
+}
+
 export class Etcd3Store implements Store {
   readonly description: string;
   /** etcd's cluster id, from the last response header ('' before the first). */
@@ -92,6 +102,8 @@ export class Etcd3Store implements Store {
       hosts: opts.endpoints,
       dialTimeout: opts.dialTimeoutMs ?? HUB_DEFAULTS.etcd3DialTimeoutMs,
       defaultCallOptions: () => (opts.requireLeader === false ? {} : { interceptors: [requireLeader] }),
+      // The host circuit breaker and the global retry keep the library's defaults.
+      faultHandling: { watchBackoff: etcd3WatchBackoff() },
       // A list of a large cluster, or a watch response replaying a big transaction, is ONE
       // gRPC message; and grpc-js's own reconnect backoff would leave the hub stale for minutes
       // after etcd is back (reasons with the values, in HUB_DEFAULTS).

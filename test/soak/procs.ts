@@ -129,13 +129,26 @@ export class ManagedProc {
     else if (this.state === 'down') this.start();
   }
 
-  output(): string {
-    return this.proc ? tail(this.proc.output()) : '';
+  /** The last lines of the current incarnation's output, without the lines `without` matches. */
+  output(without?: RegExp): string {
+    if (!this.proc) return '';
+    const text = this.proc.output();
+    return tail(without ? text.split('\n').filter((l) => !without.test(l)).join('\n') : text);
   }
 }
 
 export function tail(text: string, lines = 12): string {
   return text.trimEnd().split('\n').slice(-lines).map((l) => `    | ${l.slice(0, 400)}`).join('\n');
+}
+
+/** What /healthz answers (status and body), or why it could not be read. */
+export async function hubHealth(port: number): Promise<string> {
+  try {
+    const res = await httpGet(`http://127.0.0.1:${port}/healthz`, { timeoutMs: 1000 });
+    return `${res.status} ${res.body}`;
+  } catch (error) {
+    return (error as Error).message;
+  }
 }
 
 export async function hubHealthy(port: number): Promise<boolean> {
