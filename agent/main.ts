@@ -2,7 +2,8 @@
 // lainlet-agent: the per-node daemon serving the original lainlet's /v2 API from a local cache.
 // The shebang gives V8 a 2 MB young generation: once its answers are cached the agent allocates
 // little, and the default (16 MB semi-spaces) costs ~30 MB of RSS on every node
-// (bench/RESULTS.md, agent memory).
+// (bench/RESULTS.md, agent memory). Flags that save more were measured and left out: --no-opt
+// (-4 MB) and --lite-mode (-5 to -12 MB) take GETs down to 0.2-0.3 of the node:http ceiling.
 // Accepts the original's command line (Go flag syntax) plus the hub-tier flags.
 import '../shared/tick-map.js';
 import { readFileSync } from 'node:fs';

@@ -19,6 +19,31 @@ export function readProc(pid: number): ProcReading {
   return { rss: kb('VmRSS'), rssPeak: kb('VmHWM'), cpuMs: statCpuMs(`/proc/${pid}`) };
 }
 
+/**
+ * A process's resident memory split by where its pages come from (/proc/<pid>/smaps_rollup):
+ * mapped from files — the node binary's code and data, which every node process on the machine
+ * maps from the same file, and which the kernel can drop and read again — or anonymous (heaps,
+ * stacks: the process's own). RSS counts both.
+ */
+export interface MemoryMap {
+  /** Bytes. */
+  rss: number;
+  anonymous: number;
+  /** rss − anonymous: file pages (and shared memory). */
+  fromFiles: number;
+}
+
+export function parseSmapsRollup(text: string): MemoryMap {
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024;
+  const rss = kb('Rss');
+  const anonymous = kb('Anonymous');
+  return { rss, anonymous, fromFiles: rss - anonymous };
+}
+
+export function readMemoryMap(pid: number): MemoryMap {
+  return parseSmapsRollup(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+}
+
 /** utime and stime of a /proc/<pid> or /proc/<pid>/task/<tid> directory, ms (clock-tick resolution). */
 function statTimes(dir: string): { userMs: number; sysMs: number } {
   const stat = readFileSync(`${dir}/stat`, 'utf8');
