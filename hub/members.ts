@@ -19,6 +19,7 @@ import { encodeFrame, type MemberInfo } from '../shared/protocol.js';
 import { VERSION } from '../shared/version.js';
 import { HUB_DEFAULTS } from './defaults.js';
 import type { HubState } from './state.js';
+import { ETCD3_REVISION_DEADLINE_MS, etcd3GrpcOptions } from './store/etcd3.js';
 import type { MemoryStore } from './store/memory.js';
 
 /** What a hub writes about itself in the registry. */
@@ -252,28 +253,34 @@ export class Etcd3Members implements MembersBackend {
 
   constructor(endpoints: string[]) {
     this.description = `etcd3 ${endpoints.join(',')}`;
-    // Its own client (one more connection, no watch): the store's stays the store's.
-    this.client = new Etcd3({ hosts: endpoints, dialTimeout: HUB_DEFAULTS.etcd3DialTimeoutMs });
+    // Its own client (one more connection, no watch): the store's stays the store's. Its channel
+    // is set up as the store's: with grpc-js's defaults it waited up to 120 s between connection
+    // attempts after an outage (the hub unlisted meanwhile), and a call to a member that stopped
+    // answering waited for ever, and with it every later round.
+    this.client = new Etcd3({ hosts: endpoints, dialTimeout: HUB_DEFAULTS.etcd3DialTimeoutMs, grpcOptions: etcd3GrpcOptions() });
   }
+
+  /** Every call's deadline: a round waits no longer than this for any one answer. */
+  private deadline(): { deadline: number } { return { deadline: Date.now() + ETCD3_REVISION_DEADLINE_MS }; }
 
   async put(key: string, value: string, ttlSec: number): Promise<void> {
     if (!this.lease || this.lease.revoked()) {
-      const lease = this.client.lease(ttlSec, { autoKeepAlive: true });
-      // A lease lost (etcd away longer than the TTL) is replaced on the next round.
+      const lease = this.client.lease(ttlSec, { autoKeepAlive: true, ...this.deadline() });
+      // A lease lost (etcd away longer than the TTL, or its grant failed) is replaced on the next round.
       lease.on('lost', () => { if (this.lease === lease) this.lease = undefined; });
       this.lease = lease;
     }
-    await this.lease.put(key).value(value).exec();
+    await this.lease.put(key).value(value).options(this.deadline()).exec();
   }
 
   async remove(key: string): Promise<void> {
-    await this.client.delete().key(key).exec();
-    await this.lease?.revoke().catch(() => {});
+    await this.client.delete().key(key).options(this.deadline()).exec();
+    await this.lease?.revoke({ ...this.deadline() }).catch(() => {});
     this.lease = undefined;
   }
 
   async list(prefix: string): Promise<{ revision: number; kvs: Array<[string, string]> }> {
-    const res = await this.client.getAll().prefix(prefix).exec();
+    const res = await this.client.getAll().prefix(prefix).options(this.deadline()).exec();
     return { revision: Number(res.header.revision), kvs: res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]) };
   }
 

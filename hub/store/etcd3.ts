@@ -84,6 +84,23 @@ export function etcd3WatchBackoff(): IBackoff<unknown> {
   return new ExponentialBackoff({ initialDelay: HUB_DEFAULTS.etcd3WatchRetryBaseMs, maxDelay: HUB_DEFAULTS.etcd3WatchRetryCapMs }).next();
 }
 
+/**
+ * The gRPC channel options of every etcd v3 client of the hub (the store's and the registry's,
+ * hub/members.ts). A list of a large cluster, or a watch response replaying a big transaction,
+ * is ONE gRPC message; grpc-js's own reconnect backoff would leave a client away for minutes
+ * after etcd is back (reasons with the values, in HUB_DEFAULTS); and the keepalive pings close a
+ * connection to a member that stopped answering.
+ */
+export function etcd3GrpcOptions(): Record<string, number> {
+  return {
+    'grpc.max_receive_message_length': HUB_DEFAULTS.etcd3MaxMessageBytes,
+    'grpc.initial_reconnect_backoff_ms': HUB_DEFAULTS.etcd3ReconnectBaseMs,
+    'grpc.max_reconnect_backoff_ms': HUB_DEFAULTS.etcd3ReconnectCapMs,
+    'grpc.keepalive_time_ms': ETCD3_KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': ETCD3_KEEPALIVE_TIMEOUT_MS,
+  };
+}
+
 export class Etcd3Store implements Store {
   readonly description: string;
   /** etcd's cluster id, from the last response header ('' before the first). */
@@ -104,16 +121,7 @@ export class Etcd3Store implements Store {
       defaultCallOptions: () => (opts.requireLeader === false ? {} : { interceptors: [requireLeader] }),
       // The host circuit breaker and the global retry keep the library's defaults.
       faultHandling: { watchBackoff: etcd3WatchBackoff() },
-      // A list of a large cluster, or a watch response replaying a big transaction, is ONE
-      // gRPC message; and grpc-js's own reconnect backoff would leave the hub stale for minutes
-      // after etcd is back (reasons with the values, in HUB_DEFAULTS).
-      grpcOptions: {
-        'grpc.max_receive_message_length': HUB_DEFAULTS.etcd3MaxMessageBytes,
-        'grpc.initial_reconnect_backoff_ms': HUB_DEFAULTS.etcd3ReconnectBaseMs,
-        'grpc.max_reconnect_backoff_ms': HUB_DEFAULTS.etcd3ReconnectCapMs,
-        'grpc.keepalive_time_ms': ETCD3_KEEPALIVE_TIME_MS,
-        'grpc.keepalive_timeout_ms': ETCD3_KEEPALIVE_TIMEOUT_MS,
-      },
+      grpcOptions: etcd3GrpcOptions(),
     });
   }
 
