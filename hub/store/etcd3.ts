@@ -77,11 +77,12 @@ export interface Etcd3StoreOptions {
 
 /**
  * How long the library waits before it re-creates a broken watch stream (HUB_DEFAULTS.etcd3WatchRetryCapMs
- * says why). The library takes the step before the first wait (duration 0) and steps on with next()
- * after each failure, back to this one after each answer.
+ * says why). The library is handed the step before the first wait (duration 0, as its own default
+ * starts) and steps on with next() after each failure, back to this one after each answer.
  */
 export function etcd3WatchBackoff(): IBackoff<unknown> {
-  return new ExponentialBackoff({ initialDelay: HUB_DEFAULTS.etcd3WatchRetryBaseMs, maxDelay: HUB_DEFAULTS.etcd3WatchRetryCapMs }).next();
+  const waits = new ExponentialBackoff({ initialDelay: HUB_DEFAULTS.etcd3WatchRetryBaseMs, maxDelay: HUB_DEFAULTS.etcd3WatchRetryCapMs });
+  return { duration: 0, next: () => waits.next() };
 }
 
 /**
