@@ -275,7 +275,7 @@ export class Etcd3Members implements MembersBackend {
 
   async remove(key: string): Promise<void> {
     await this.client.delete().key(key).options(this.deadline()).exec();
-    await this.lease?.revoke({ ...this.deadline() }).catch(() => {});
+    await this.lease?.revoke(this.deadline()).catch(() => {});
     this.lease = undefined;
   }
 

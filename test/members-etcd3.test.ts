@@ -4,6 +4,7 @@
 // answering: every later round waits behind it, and the hub drops out of the tier), and its
 // channel reconnects on the store's schedule, not grpc-js's (up to 120 s apart after an outage).
 import test from 'ava';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { Etcd3Members } from '../hub/members.js';
 import { ETCD3_REVISION_DEADLINE_MS, etcd3GrpcOptions } from '../hub/store/etcd3.js';
@@ -47,6 +48,30 @@ test.serial('a registry call to an etcd that stopped answering (SIGSTOP) fails b
     etcd.pause(false);
     await members.close();
     await etcd.stop();
+  }
+});
+
+test('a registry call to an etcd that takes requests but never answers them (pings it does answer) fails by its deadline', async (t) => {
+  t.timeout(60_000);
+  // A gRPC server that answers the connection and its keepalive pings but no call: the case
+  // the pings cannot catch (a wedged member's apply loop), only the calls' deadlines.
+  const silent = (path: string) => ({ path, requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b });
+  const server = new Server();
+  server.addService({ Range: silent('/etcdserverpb.KV/Range'), Put: silent('/etcdserverpb.KV/Put') }, { Range: () => {}, Put: () => {} });
+  server.addService({ LeaseGrant: silent('/etcdserverpb.Lease/LeaseGrant') }, { LeaseGrant: () => {} });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const members = new Etcd3Members([`127.0.0.1:${port}`]);
+  try {
+    const outcome = (p: Promise<unknown>) => Promise.race([
+      p.then(() => 'answered', (err: Error) => `failed: ${err.message}`),
+      new Promise<string>((resolve) => { setTimeout(() => resolve('still waiting'), ETCD3_REVISION_DEADLINE_MS * 4).unref(); }),
+    ]);
+    const [list, put] = await Promise.all([outcome(members.list('/lainlet/hubs/')), outcome(members.put('/lainlet/hubs/a', '{"id":"a"}', 5))]);
+    t.regex(list, /^failed: .*DEADLINE_EXCEEDED/);
+    t.regex(put, /^failed: .*DEADLINE_EXCEEDED/);
+  } finally {
+    await members.close();
+    server.forceShutdown();
   }
 });
 

@@ -13,10 +13,14 @@ export interface ProcReading {
   cpuMs: number;
 }
 
+/** A "Field:  123 kB" line of a /proc text (status, smaps_rollup), in bytes; NaN when absent. */
+function kbField(text: string, field: string): number {
+  return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024;
+}
+
 export function readProc(pid: number): ProcReading {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
-  return { rss: kb('VmRSS'), rssPeak: kb('VmHWM'), cpuMs: statCpuMs(`/proc/${pid}`) };
+  return { rss: kbField(status, 'VmRSS'), rssPeak: kbField(status, 'VmHWM'), cpuMs: statCpuMs(`/proc/${pid}`) };
 }
 
 /**
@@ -34,9 +38,8 @@ export interface MemoryMap {
 }
 
 export function parseSmapsRollup(text: string): MemoryMap {
-  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024;
-  const rss = kb('Rss');
-  const anonymous = kb('Anonymous');
+  const rss = kbField(text, 'Rss');
+  const anonymous = kbField(text, 'Anonymous');
   return { rss, anonymous, fromFiles: rss - anonymous };
 }
 

@@ -1,6 +1,7 @@
 // The machine a run happened on, for the head of RESULTS.md.
 import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
+import { median } from './stats.js';
 
 export interface SystemInfo {
   cpuModel: string;
@@ -68,6 +69,5 @@ export function machineSpeed(): MachineSpeed {
     JSON.parse(YARDSTICK_JSON);
     parses.push(performance.now() - t);
   }
-  const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
-  return { nodeStartMs: med(starts), jsonParseMs: med(parses) };
+  return { nodeStartMs: median(starts), jsonParseMs: median(parses) };
 }

@@ -354,22 +354,22 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     // The tier's registry heals too: every hub lists every hub (hub/members.ts; a killed hub's
     // old record goes once it has not changed for 2.5 rounds or its lease ends, 10 s).
     const hubUrls = hubs.map((h) => `ws://127.0.0.1:${h.port}`).sort();
-    const registryGaps = async (): Promise<string[]> => {
-      const out: string[] = [];
+    const registryGaps = async (): Promise<Array<{ hub: string; what: string }>> => {
+      const out: Array<{ hub: string; what: string }> = [];
       for (const h of hubs) {
         try {
           const status = JSON.parse((await httpGet(`http://127.0.0.1:${h.port}/status.json`, { timeoutMs: 2000 })).body) as { members: Array<{ url: string; draining: boolean }> };
           const listed = [...new Set(status.members.filter((m) => !m.draining).map((m) => m.url))].sort();
-          if (listed.join(' ') !== hubUrls.join(' ')) out.push(`${h.name} lists ${listed.join(', ') || 'no hub'}`);
+          if (listed.join(' ') !== hubUrls.join(' ')) out.push({ hub: h.name, what: `lists ${listed.join(', ') || 'no hub'}` });
         } catch (error) {
-          out.push(`${h.name}: /status.json: ${(error as Error).message}`);
+          out.push({ hub: h.name, what: `/status.json: ${(error as Error).message}` });
         }
       }
       return out;
     };
-    let gaps: string[] = [];
+    let gaps: Array<{ hub: string; what: string }> = [];
     await waitFor(async () => (gaps = await registryGaps()).length === 0, { timeoutMs: 30_000 }).catch(() => {
-      for (const g of gaps) findings.add('hub-registry', g.split(' ')[0].replace(/:$/, ''), `not every hub listed 30 s after the faults were healed (want ${hubUrls.join(', ')}): ${g}`);
+      for (const g of gaps) findings.add('hub-registry', g.hub, `not every hub listed 30 s after the faults were healed (want ${hubUrls.join(', ')}): ${g.hub} ${g.what}`);
     });
 
     // Convergence: every agent at etcd's final state, on GET and on every open stream.
